@@ -1,0 +1,81 @@
+"""`iris-pipeline`: client (IRIS → spool), simulate (synthetic IRIS → spool), ingest (spool → warehouse)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from iris_pipeline.config import Settings
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from iris_pipeline.loader import load_spool
+    from iris_pipeline.spool import Spool
+    from iris_pipeline.warehouse import open_warehouse
+
+    settings = Settings.from_env()
+    spool = Spool(settings.spool_dir)
+    with open_warehouse(settings) as warehouse:
+        report = load_spool(spool, warehouse, datasets=args.dataset or None)
+    print(report.summary())
+    if args.prune_archive:
+        removed = spool.prune_archive(settings.archive_retention_days)
+        print(f"pruned {removed} archived files older than {settings.archive_retention_days} days")
+    return 1 if report.failed else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from iris_pipeline.simulate import main_simulate
+
+    return main_simulate(args)
+
+
+def _client(args: argparse.Namespace) -> int:
+    from iris_pipeline.iris_client import main_client
+
+    return main_client(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iris-pipeline", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="drain the spool once into the warehouse and print a summary")
+    ingest.add_argument("--dataset", action="append", help="only this dataset code (repeatable)")
+    ingest.add_argument("--prune-archive", action="store_true", help="also delete archived files past retention")
+    ingest.set_defaults(func=_ingest)
+
+    simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")
+    try:
+        from iris_pipeline.simulate import add_simulate_arguments
+
+        add_simulate_arguments(simulate)
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        pass
+    simulate.set_defaults(func=_simulate)
+
+    client = sub.add_parser("client", help="receive IRIS messages from Azure Service Bus into the spool")
+    try:
+        from iris_pipeline.iris_client import add_client_arguments
+
+        add_client_arguments(client)
+    except ImportError:  # pragma: no cover
+        pass
+    client.set_defaults(func=_client)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

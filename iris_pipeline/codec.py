@@ -1,0 +1,210 @@
+"""Decode IRIS message bodies and convert records to Arrow, typed by the dataset's schema.
+
+Types come from the registry (the Insights API schema), never from the shape of a string: a free-text
+field that happens to look like a date stays a string. Unknown fields are kept as new columns whose
+type is inferred from JSON value kinds only (bool, int, float, string, nested → JSON).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "DATE": pa.date32(),
+    "INT64": pa.int64(),
+    "FLOAT64": pa.float64(),
+    "BOOL": pa.bool_(),
+    "STRING": pa.string(),
+    "JSON": pa.string(),  # JSON text; the warehouse column is JSON
+}
+
+# Widening order for a column whose values outgrow its type (never narrows).
+_WIDER = {("INT64", "FLOAT64"): "FLOAT64", ("FLOAT64", "INT64"): "FLOAT64"}
+
+COLUMN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+META_COLUMNS = {"_source_file": "STRING", "_record_index": "INT64", "_ingested_at": "TIMESTAMP"}
+
+
+class DecodeError(ValueError):
+    """The body is not a JSON array of records (nor one of the accepted encodings of one)."""
+
+
+class ConversionError(ValueError):
+    """A value cannot be stored in its column's type."""
+
+
+def decode_body(body: bytes) -> list[dict[str, Any]]:
+    """Records of an IRIS message body: a JSON array, a JSON string holding one, or one object."""
+    if not body.strip():
+        raise DecodeError("empty file")
+    value = _loads(body, "body")
+    if isinstance(value, str):
+        value = _loads(value.encode("utf-8"), "double-encoded body")
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise DecodeError(f"JSON {type(value).__name__} is not an array of records")
+    for i, record in enumerate(value):
+        if not isinstance(record, dict):
+            raise DecodeError(f"record {i} is a JSON {type(record).__name__}, not an object")
+    return value
+
+
+def _loads(data: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise DecodeError(f"{what} is not UTF-8 (byte {uexc.start})") from None
+        raise DecodeError(f"{what} is malformed or truncated JSON: {exc}") from None
+
+
+@dataclass
+class Converted:
+    table: pa.Table
+    column_types: dict[str, str]  # every column in the table (meta columns excluded), final types
+
+
+def infer_type(values: Iterable[Any]) -> str | None:
+    """Type of an unknown field from JSON value kinds only; None when every value is null."""
+    kinds = set(map(type, values)) - {type(None)}
+    if not kinds:
+        return None
+    if kinds == {bool}:
+        return "BOOL"
+    if kinds == {int}:
+        return "INT64"
+    if kinds <= {int, float}:
+        return "FLOAT64"
+    if kinds == {str}:
+        return "STRING"
+    return "JSON"
+
+
+def widen(current: str, wanted: str) -> str:
+    if current == wanted:
+        return current
+    if (current, wanted) in _WIDER:
+        return _WIDER[(current, wanted)]
+    if "JSON" in (current, wanted) or "STRING" in (current, wanted):
+        return current if current in ("STRING", "JSON") else "JSON"
+    return "JSON"
+
+
+def to_records_table(
+    records: Sequence[Mapping[str, Any]],
+    known_types: Mapping[str, str],
+    source_files: pa.Array,
+    record_indexes: pa.Array,
+    ingested_at: pa.Scalar,
+) -> Converted:
+    """Arrow table of `records` with `known_types` (registry + table) and new columns for unknown fields."""
+    names: dict[str, None] = dict.fromkeys(known_types)
+    for record in records:
+        if not record.keys() <= names.keys():
+            for name in record.keys() - names.keys():
+                if not COLUMN_NAME_RE.match(name) or name in META_COLUMNS:
+                    raise ConversionError(f"field name {name[:60]!r} cannot be a column name")
+            names.update(dict.fromkeys(record))
+    arrays, types = [], {}
+    for name in names:
+        values = [r.get(name) for r in records]
+        declared = known_types.get(name)
+        col_type = declared or infer_type(values) or "STRING"
+        array, col_type = _column(name, values, col_type, unknown=declared is None)
+        arrays.append(array)
+        types[name] = col_type
+    n = len(records)
+    meta = [source_files, record_indexes, pa.repeat(ingested_at, n) if n else pa.array([], ARROW_TYPES["TIMESTAMP"])]
+    table = pa.Table.from_arrays(arrays + meta, names=list(names) + list(META_COLUMNS))
+    return Converted(table, types)
+
+
+_BUILD_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)
+
+
+def _column(name: str, values: list[Any], col_type: str, *, unknown: bool) -> tuple[pa.Array, str]:
+    try:
+        return _build(values, col_type)
+    except _BUILD_ERRORS as exc:
+        if unknown:  # an undeclared field that drifted between kinds: keep it as JSON rather than refuse it
+            return _json(values), "JSON"
+        sample = next((v for v in values if v is not None and not _fits(v, col_type)), None)
+        raise ConversionError(f"field {name!r}: value {str(sample)[:60]!r} is not a valid {col_type}") from exc
+
+
+def _build(values: list[Any], col_type: str) -> tuple[pa.Array, str]:
+    if col_type == "TIMESTAMP":
+        return _timestamps(values), col_type
+    if col_type == "DATE":
+        return _dates(values), col_type
+    if col_type in ("INT64", "FLOAT64"):
+        return _numbers(values, col_type)
+    if col_type == "BOOL":
+        return pa.array(values, pa.bool_()), col_type
+    if col_type == "STRING":
+        return _strings(values), col_type
+    return _json(values), "JSON"
+
+
+def _fits(value: Any, col_type: str) -> bool:
+    try:
+        _build([value], col_type)
+        return True
+    except _BUILD_ERRORS:
+        return False
+
+
+_FRACTION_BEYOND_US = r"(\.\d{6})\d+"
+_NO_ZONE = r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)$"
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    strings = pa.array(values, pa.string())
+    strings = pc.replace_substring_regex(strings, _FRACTION_BEYOND_US, r"\1")
+    strings = pc.replace_substring_regex(strings, _NO_ZONE, r"\1Z")  # Elexon instants are UTC
+    return strings.cast(ARROW_TYPES["TIMESTAMP"])
+
+
+def _dates(values: list[Any]) -> pa.Array:
+    strings = pc.replace_substring_regex(pa.array(values, pa.string()), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
+    return strings.cast(pa.date32())
+
+
+def _numbers(values: list[Any], col_type: str) -> tuple[pa.Array, str]:
+    # Typed builds are fast but lenient (int64 truncates 2.5, both accept True), so check value kinds first.
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {int}:
+        return pa.array(values, ARROW_TYPES[col_type]), col_type
+    if not kinds <= {int, float}:
+        raise ConversionError(f"{', '.join(sorted(k.__name__ for k in kinds))} values")
+    floats = pa.array(values, pa.float64())
+    if col_type == "INT64" and _whole_numbers(floats):
+        return floats.cast(pa.int64()), col_type
+    return floats, "FLOAT64"
+
+
+def _whole_numbers(floats: pa.Array) -> bool:
+    """True when every float is an exactly representable integer (3.0 stays INT64; 2.5 widens)."""
+    whole = pc.all(pc.equal(pc.floor(floats), floats)).as_py() is not False
+    return whole and (pc.max(pc.abs(floats)).as_py() or 0) < 2**53
+
+
+def _strings(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values], pa.string())
+
+
+def _json(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())

@@ -1,0 +1,44 @@
+"""Settings from the environment (names and defaults are the project's contract)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ELEXON_TENANT_ID = "4203b7a0-7773-4de5-b830-8b263a20426e"
+
+
+@dataclass(frozen=True)
+class Settings:
+    spool_dir: Path = Path("data/spool")
+    warehouse: str = "duckdb"
+    duckdb_path: Path = Path("data/warehouse.duckdb")
+    bq_project: str | None = None
+    bq_dataset: str = "uk_energy_prod"
+    bq_location: str = "EU"
+    bigquery_emulator_host: str | None = None
+    elexon_api_base_url: str = "https://data.elexon.co.uk/bmrs/api/v1"
+    iris_archive_url: str = "https://archive.data.elexon.co.uk/iris-archive"
+    archive_retention_days: int = 7
+    freshness_minutes: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        warehouse = env.get("IRIS_WAREHOUSE", "duckdb").strip().lower()
+        if warehouse not in ("duckdb", "bigquery"):
+            raise ValueError(f"IRIS_WAREHOUSE must be 'duckdb' or 'bigquery', not {warehouse!r}")
+        return cls(
+            spool_dir=Path(env.get("IRIS_SPOOL_DIR", "data/spool")),
+            warehouse=warehouse,
+            duckdb_path=Path(env.get("IRIS_DUCKDB_PATH", "data/warehouse.duckdb")),
+            bq_project=env.get("BQ_PROJECT") or None,
+            bq_dataset=env.get("BQ_DATASET", "uk_energy_prod"),
+            bq_location=env.get("BQ_LOCATION", "EU"),
+            bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+            elexon_api_base_url=env.get("ELEXON_API_BASE_URL", "https://data.elexon.co.uk/bmrs/api/v1"),
+            iris_archive_url=env.get("IRIS_ARCHIVE_URL", "https://archive.data.elexon.co.uk/iris-archive"),
+            archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),
+            freshness_minutes=float(env.get("IRIS_FRESHNESS_MINUTES", "5")),
+        )

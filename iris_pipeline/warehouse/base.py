@@ -1,0 +1,75 @@
+"""The warehouse interface the loader, the CLI and the Dagster assets share."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import pyarrow as pa
+
+LEDGER_TABLE = "iris_ingest_log"
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+def identifier(name: str) -> str:
+    """A validated, quoted SQL identifier. Input never becomes SQL any other way."""
+    if not IDENTIFIER_RE.match(name):
+        raise WarehouseError(f"invalid identifier {name[:60]!r}")
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    name: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class TableFreshness:
+    last_ingested_at: dt.datetime | None
+    latest_reference_time: dt.datetime | None
+    rows: int
+
+
+class Warehouse(abc.ABC):
+    """Typed tables of records plus the ledger of loaded files, written in one transaction."""
+
+    @abc.abstractmethod
+    def table_columns(self, table: str) -> dict[str, str] | None:
+        """Column name → registry type (TIMESTAMP, DATE, INT64, FLOAT64, BOOL, STRING, JSON); None if absent."""
+
+    @abc.abstractmethod
+    def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
+        """Create the table, or add missing columns and widen types. Returns the changes made."""
+
+    @abc.abstractmethod
+    def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
+        """Which of these spool file names the ledger already holds for the dataset."""
+
+    @abc.abstractmethod
+    def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
+        """Insert rows and ledger entries of files not yet loaded, atomically. Returns the files it loaded."""
+
+    @abc.abstractmethod
+    def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
+        """When the dataset last loaded, and its newest reference time."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run read-only SQL (for checks and tests)."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

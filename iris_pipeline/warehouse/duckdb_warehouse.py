@@ -1,0 +1,171 @@
+"""DuckDB backend: the embedded default. One writer process at a time, serialised by a file lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from iris_pipeline.warehouse.base import (
+    LEDGER_TABLE,
+    LoadedFile,
+    TableFreshness,
+    Warehouse,
+    WarehouseError,
+    identifier,
+)
+
+SQL_TYPES = {
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "DATE": "DATE",
+    "INT64": "BIGINT",
+    "FLOAT64": "DOUBLE",
+    "BOOL": "BOOLEAN",
+    "STRING": "VARCHAR",
+    "JSON": "JSON",
+}
+_FROM_SQL = {v: k for k, v in SQL_TYPES.items()} | {"TIMESTAMP WITH TIME ZONE": "TIMESTAMP"}
+_META_SQL = '"_source_file" VARCHAR NOT NULL, "_record_index" BIGINT NOT NULL, "_ingested_at" TIMESTAMPTZ NOT NULL'
+
+
+class DuckDBWarehouse(Warehouse):
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 600.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _acquire_lock(self.path.with_name(self.path.name + ".lock"), lock_timeout_s)
+        try:
+            self.con = duckdb.connect(str(self.path))
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (dataset VARCHAR NOT NULL, _source_file VARCHAR NOT NULL,"
+                " rows BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (dataset, _source_file))"
+            )
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            self.con.close()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def table_columns(self, table: str) -> dict[str, str] | None:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        if not rows:
+            return None
+        return {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows}
+
+    def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
+        existing = self.table_columns(table)
+        name = identifier(table)
+        if existing is None:
+            cols = ", ".join(f"{identifier(c)} {SQL_TYPES[t]}" for c, t in columns.items())
+            self.con.execute(f"CREATE TABLE {name} ({cols + ', ' if cols else ''}{_META_SQL})")
+            return [f"created {table} with {len(columns)} columns"]
+        changes = []
+        for col, col_type in columns.items():
+            if col not in existing:
+                self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[col_type]}")
+                changes.append(f"added {col} {col_type}")
+            elif existing[col] != col_type:
+                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[col_type]}")
+                changes.append(f"widened {col} {existing[col]} -> {col_type}")
+        return changes
+
+    def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
+        if not names:
+            return set()
+        wanted = pa.table({"_source_file": pa.array(list(names), pa.string())})
+        self.con.register("_wanted_files", wanted)
+        try:
+            rows = self.con.execute(
+                f"SELECT l._source_file FROM {LEDGER_TABLE} l JOIN _wanted_files w USING (_source_file)"
+                " WHERE l.dataset = ?",
+                [dataset],
+            ).fetchall()
+        finally:
+            self.con.unregister("_wanted_files")
+        return {r[0] for r in rows}
+
+    def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
+        name = identifier(table)
+        cols = ", ".join(identifier(c) for c in rows.column_names)
+        ledger = pa.table(
+            {
+                "_source_file": pa.array([f.name for f in files], pa.string()),
+                "rows": pa.array([f.rows for f in files], pa.int64()),
+            }
+        )
+        con = self.con
+        con.register("_batch_rows", rows)
+        con.register("_batch_files", ledger)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                # Files the ledger already holds are skipped inside the same transaction: exactly once.
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _new_files AS SELECT f._source_file, f.rows FROM _batch_files f"
+                    f" ANTI JOIN (SELECT _source_file FROM {LEDGER_TABLE} WHERE dataset = ?) l USING (_source_file)",
+                    [dataset],
+                )
+                loaded = con.execute("SELECT _source_file, rows FROM _new_files").fetchall()
+                only_new = " SEMI JOIN _new_files USING (_source_file)" if len(loaded) < len(files) else ""
+                con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows{only_new}")
+                con.execute(
+                    f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _new_files", [dataset]
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.unregister("_batch_rows")
+            con.unregister("_batch_files")
+        return [LoadedFile(n, r) for n, r in loaded]
+
+    def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
+        last, = self.con.execute(
+            f"SELECT max(ingested_at) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
+        ).fetchone()
+        columns = self.table_columns(table)
+        if columns is None:
+            return TableFreshness(last, None, 0)
+        ref_sql = (
+            f"max({identifier(reference_column)})"
+            if reference_column and columns.get(reference_column) == "TIMESTAMP"
+            else "NULL"
+        )
+        latest, count = self.con.execute(f"SELECT {ref_sql}, count(*) FROM {identifier(table)}").fetchone()
+        return TableFreshness(_utc(last), _utc(latest), count)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.astimezone(dt.timezone.utc) if value is not None else None
+
+
+def _acquire_lock(path: Path, timeout_s: float) -> int:
+    """DuckDB allows one writer process; waiting on our own lock beats failing on DuckDB's."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise WarehouseError(f"{path} is held by another writer for more than {timeout_s:.0f}s") from None
+            time.sleep(0.05)

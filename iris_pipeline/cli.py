@@ -7,6 +7,7 @@ import logging
 import sys
 
 from iris_pipeline.config import Settings
+from iris_pipeline.loader import DEFAULT_CHUNK_FILES
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def _ingest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     spool = Spool(settings.spool_dir)
     with open_warehouse(settings) as warehouse:
-        report = load_spool(spool, warehouse, datasets=args.dataset or None)
+        report = load_spool(spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files)
     print(report.summary())
     if args.prune_archive:
         removed = spool.prune_archive(settings.archive_retention_days)
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="drain the spool once into the warehouse and print a summary")
     ingest.add_argument("--dataset", action="append", help="only this dataset code (repeatable)")
     ingest.add_argument("--prune-archive", action="store_true", help="also delete archived files past retention")
+    ingest.add_argument("--chunk-files", type=int, default=DEFAULT_CHUNK_FILES, help="files per transaction")
     ingest.set_defaults(func=_ingest)
 
     simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")

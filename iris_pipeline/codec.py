@@ -50,11 +50,18 @@ def decode_body(body: bytes) -> list[dict[str, Any]]:
     if isinstance(value, dict):
         return [value]
     if not isinstance(value, list):
-        raise DecodeError(f"JSON {type(value).__name__} is not an array of records")
+        raise DecodeError(f"JSON {_json_kind(value)} is not an array of records")
     for i, record in enumerate(value):
         if not isinstance(record, dict):
-            raise DecodeError(f"record {i} is a JSON {type(record).__name__}, not an object")
+            raise DecodeError(f"record {i} is a JSON {_json_kind(record)}, not an object")
     return value
+
+
+_JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_kind(value: Any) -> str:
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _loads(data: bytes, what: str) -> Any:
@@ -109,11 +116,15 @@ def to_records_table(
 ) -> Converted:
     """Arrow table of `records` with `known_types` (registry + table) and new columns for unknown fields."""
     names: dict[str, None] = dict.fromkeys(known_types)
+    folded = {name.lower(): name for name in names}  # warehouse column names are case-insensitive
     for record in records:
         if not record.keys() <= names.keys():
             for name in record.keys() - names.keys():
-                if not COLUMN_NAME_RE.match(name) or name in META_COLUMNS:
+                if not COLUMN_NAME_RE.fullmatch(name) or name in META_COLUMNS:
                     raise ConversionError(f"field name {name[:60]!r} cannot be a column name")
+                other = folded.setdefault(name.lower(), name)
+                if other != name:
+                    raise ConversionError(f"field name {name!r} cannot be a column name: only its case differs from {other!r}")
             names.update(dict.fromkeys(record))
     arrays, types = [], {}
     for name in names:
@@ -129,7 +140,7 @@ def to_records_table(
     return Converted(table, types)
 
 
-_BUILD_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)
+_BUILD_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)  # Overflow: beyond int64
 
 
 def _column(name: str, values: list[Any], col_type: str, *, unknown: bool) -> tuple[pa.Array, str]:

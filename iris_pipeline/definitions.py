@@ -3,7 +3,6 @@
 import dagster as dg
 
 from iris_pipeline.config import Settings
-from iris_pipeline.defs.checks import build_table_checks
 from iris_pipeline.defs.iris_tables import build_iris_tables
 from iris_pipeline.defs.jobs import iris_health, iris_health_schedule, iris_ingest
 from iris_pipeline.defs.resources import resources_from_env
@@ -15,8 +14,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     registry = load_registry()
     return dg.Definitions(
-        assets=[build_iris_tables(registry)],
-        asset_checks=[build_table_checks(registry, settings)],
+        assets=[build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
         jobs=[iris_ingest, iris_health],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
         schedules=[iris_health_schedule],

@@ -28,7 +28,8 @@ class InvalidName(ValueError):
 
 
 def is_safe_component(name: str) -> bool:
-    return bool(_SAFE_COMPONENT_RE.match(name)) and not name.endswith(ERROR_SUFFIX)
+    # fullmatch: "$" alone would accept a trailing newline.
+    return bool(_SAFE_COMPONENT_RE.fullmatch(name)) and not name.endswith(ERROR_SUFFIX)
 
 
 def safe_file_name(name: str) -> str:
@@ -124,7 +125,9 @@ class Spool:
         """Dataset directories in incoming/ holding at least one file (names as on disk)."""
         found = []
         for entry in self._scandir(self.incoming):
-            if entry.is_dir(follow_symlinks=False) and any(True for _ in os.scandir(entry.path)):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if any(f.is_file(follow_symlinks=False) for f in os.scandir(entry.path)):
                 found.append(entry.name)
         return sorted(found)
 
@@ -133,7 +136,10 @@ class Spool:
         files = []
         for entry in self._scandir(self.incoming / dataset):
             if entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # moved since listing (archived, quarantined, by an operator)
+                    continue
                 files.append(SpoolFile(dataset, entry.name, entry.path, st.st_size, st.st_mtime))
         files.sort(key=lambda f: (f.mtime, f.name))
         return files[:limit] if limit else files
@@ -147,7 +153,12 @@ class Spool:
             count = size = 0
             oldest, newest = float("inf"), 0.0
             for f in os.scandir(entry.path):
-                st = f.stat(follow_symlinks=False)
+                if not f.is_file(follow_symlinks=False):
+                    continue  # pending() ignores directories: counting them would report a backlog forever
+                try:
+                    st = f.stat(follow_symlinks=False)
+                except FileNotFoundError:  # archived by a run while the sensor lists
+                    continue
                 count += 1
                 size += st.st_size
                 oldest, newest = min(oldest, st.st_mtime), max(newest, st.st_mtime)

@@ -1,13 +1,16 @@
 """One `bmrs_<code>_iris` asset per registered IRIS dataset, all loaded by one subsettable step.
+
 A single step drains every selected dataset through one warehouse connection: 87 separate steps
 would cost seconds of Dagster overhead per run and 87 openings of a one-writer DuckDB file.
 """
 
+from typing import Iterator
 
 import dagster as dg
 
+from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
 from iris_pipeline.defs.resources import SpoolResource, WarehouseResource
-from iris_pipeline.loader import DatasetReport, load_spool
+from iris_pipeline.loader import DatasetReport, LoadReport, load_spool
 from iris_pipeline.registry import Dataset, Registry, load_registry
 
 GROUP = "iris_realtime"
@@ -73,44 +76,25 @@ def key_for_code(registry: Registry, code: str) -> dg.AssetKey:
     return asset_key(dataset) if dataset else UNREGISTERED_KEY
 
 
-def build_iris_tables(registry: Registry | None = None) -> dg.AssetsDefinition:
+def build_iris_tables(registry: Registry | None = None, max_lag_s: float = 300.0) -> dg.AssetsDefinition:
     registry = registry or load_registry()
 
     @dg.multi_asset(
         name="iris_spool_loader",
         specs=[_spec(ds) for ds in registry] + [UNREGISTERED_SPEC],
+        check_specs=table_check_specs(registry, UNREGISTERED_KEY, max_lag_s),
         can_subset=True,
         op_tags={"iris_pipeline/warehouse_writer": "true"},
     )
     def iris_spool_loader(context: dg.AssetExecutionContext, spool: SpoolResource, warehouse: WarehouseResource):
-        """Drain the selected datasets' pending spool files into their tables, exactly once."""
+        """Drain the selected datasets' pending spool files into their tables exactly once, then
+        evaluate the selected checks."""
         spool_dir = spool.get()
         codes = codes_for_selection(registry, set(context.selected_asset_keys), spool_dir.datasets_pending())
         with warehouse.open() as wh:
             report = load_spool(spool_dir, wh, datasets=codes, registry=registry)
-        unregistered: list[DatasetReport] = []
-        for code, ds_report in sorted(report.datasets.items()):
-            if ds_report.error:
-                context.log.error(f"{code}: {ds_report.error}")
-                continue
-            for name, reason in list(ds_report.quarantine_reasons.items())[:20]:
-                context.log.warning(f"quarantined {code}/{name}: {reason}")
-            if code in registry:
-                yield dg.MaterializeResult(asset_key=key_for_code(registry, code), metadata=ds_report.as_metadata())
-            else:
-                unregistered.append(ds_report)
-        if unregistered:
-            context.log.warning(f"unregistered dataset codes loaded: {[r.dataset for r in unregistered]}")
-            yield dg.MaterializeResult(
-                asset_key=UNREGISTERED_KEY,
-                metadata={
-                    "dataset_codes": ", ".join(r.dataset for r in unregistered),
-                    "files_loaded": sum(r.files_loaded for r in unregistered),
-                    "rows_loaded": sum(r.rows_loaded for r in unregistered),
-                    "files_quarantined": sum(r.files_quarantined for r in unregistered),
-                },
-            )
-        context.log.info(report.summary())
+            yield from _results(context, registry, report)
+            yield from evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, wh, max_lag_s)
         if report.failed:
             raise dg.Failure(
                 description=f"{len(report.failed)} dataset(s) failed and stay in the spool for the next run",
@@ -118,3 +102,30 @@ def build_iris_tables(registry: Registry | None = None) -> dg.AssetsDefinition:
             )
 
     return iris_spool_loader
+
+
+def _results(context: dg.AssetExecutionContext, registry: Registry, report: LoadReport) -> Iterator[dg.MaterializeResult]:
+    if report.datasets:
+        context.log.info(report.summary())
+    unregistered: list[DatasetReport] = []
+    for code, ds_report in sorted(report.datasets.items()):
+        if ds_report.error:
+            context.log.error(f"{code}: {ds_report.error}")
+            continue
+        for name, reason in list(ds_report.quarantine_reasons.items())[:20]:
+            context.log.warning(f"quarantined {code}/{name}: {reason}")
+        if code in registry:
+            yield dg.MaterializeResult(asset_key=key_for_code(registry, code), metadata=ds_report.as_metadata())
+        else:
+            unregistered.append(ds_report)
+    if unregistered:
+        context.log.warning(f"unregistered dataset codes loaded: {[r.dataset for r in unregistered]}")
+        yield dg.MaterializeResult(
+            asset_key=UNREGISTERED_KEY,
+            metadata={
+                "dataset_codes": ", ".join(r.dataset for r in unregistered),
+                "files_loaded": sum(r.files_loaded for r in unregistered),
+                "rows_loaded": sum(r.rows_loaded for r in unregistered),
+                "files_quarantined": sum(r.files_quarantined for r in unregistered),
+            },
+        )

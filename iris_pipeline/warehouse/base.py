@@ -20,7 +20,7 @@ class WarehouseError(RuntimeError):
 
 def identifier(name: str) -> str:
     """A validated, quoted SQL identifier. Input never becomes SQL any other way."""
-    if not IDENTIFIER_RE.match(name):
+    if not IDENTIFIER_RE.fullmatch(name):  # fullmatch: "$" alone would accept a trailing newline
         raise WarehouseError(f"invalid identifier {name[:60]!r}")
     return f'"{name}"'
 

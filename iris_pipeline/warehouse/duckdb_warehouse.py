@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -34,10 +36,23 @@ _FROM_SQL = {v: k for k, v in SQL_TYPES.items()} | {"TIMESTAMP WITH TIME ZONE": 
 _META_SQL = '"_source_file" VARCHAR NOT NULL, "_record_index" BIGINT NOT NULL, "_ingested_at" TIMESTAMPTZ NOT NULL'
 
 
+def _locked(method):
+    """One call at a time on the shared connection: a DuckDB connection is not safe across threads
+    (interleaved calls fail with "unsuccessful or closed pending query result", or deadlock on the GIL)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 600.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._mutex = threading.RLock()
         self._lock_fd = _acquire_lock(self.path.with_name(self.path.name + ".lock"), lock_timeout_s)
         try:
             self.con = duckdb.connect(str(self.path))
@@ -49,12 +64,14 @@ class DuckDBWarehouse(Warehouse):
             os.close(self._lock_fd)
             raise
 
+    @_locked
     def close(self) -> None:
         if self._lock_fd is not None:
             self.con.close()
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @_locked
     def table_columns(self, table: str) -> dict[str, str] | None:
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
@@ -65,6 +82,7 @@ class DuckDBWarehouse(Warehouse):
             return None
         return {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows}
 
+    @_locked
     def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
         existing = self.table_columns(table)
         name = identifier(table)
@@ -77,11 +95,14 @@ class DuckDBWarehouse(Warehouse):
             if col not in existing:
                 self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[col_type]}")
                 changes.append(f"added {col} {col_type}")
-            elif existing[col] != col_type:
+            elif (existing[col], col_type) == ("INT64", "FLOAT64"):
                 self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[col_type]}")
                 changes.append(f"widened {col} {existing[col]} -> {col_type}")
+            elif existing[col] != col_type and (existing[col], col_type) != ("FLOAT64", "INT64"):  # never narrow
+                raise WarehouseError(f"column {col!r} of {table} is {existing[col]}: cannot change it to {col_type}")
         return changes
 
+    @_locked
     def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
         if not names:
             return set()
@@ -97,6 +118,7 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_wanted_files")
         return {r[0] for r in rows}
 
+    @_locked
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         name = identifier(table)
         cols = ", ".join(identifier(c) for c in rows.column_names)
@@ -133,13 +155,14 @@ class DuckDBWarehouse(Warehouse):
             con.unregister("_batch_files")
         return [LoadedFile(n, r) for n, r in loaded]
 
+    @_locked
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         last, = self.con.execute(
             f"SELECT max(ingested_at) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
         ).fetchone()
         columns = self.table_columns(table)
         if columns is None:
-            return TableFreshness(last, None, 0)
+            return TableFreshness(_utc(last), None, 0)
         ref_sql = (
             f"max({identifier(reference_column)})"
             if reference_column and columns.get(reference_column) == "TIMESTAMP"
@@ -148,6 +171,7 @@ class DuckDBWarehouse(Warehouse):
         latest, count = self.con.execute(f"SELECT {ref_sql}, count(*) FROM {identifier(table)}").fetchone()
         return TableFreshness(_utc(last), _utc(latest), count)
 
+    @_locked
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
 

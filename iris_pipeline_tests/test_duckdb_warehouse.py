@@ -1,0 +1,452 @@
+"""DuckDB warehouse: typed tables, exactly-once appends with the ledger, locking. Real DuckDB files."""
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow as pa
+import pytest
+
+from iris_pipeline import codec
+from iris_pipeline.warehouse import LEDGER_TABLE, WarehouseError
+from iris_pipeline.warehouse.base import LoadedFile, identifier
+from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+UTC = dt.timezone.utc
+DS = "BOALF"
+TABLE = "bmrs_boalf_iris"
+TYPES = {"bmUnit": "STRING", "timeFrom": "TIMESTAMP", "settlementDate": "DATE", "levelFrom": "INT64"}
+ALL_TYPES = {
+    "ts": "TIMESTAMP", "d": "DATE", "i": "INT64", "f": "FLOAT64", "b": "BOOL", "s": "STRING", "j": "JSON",
+}
+INGESTED_AT = dt.datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "wh" / "warehouse.duckdb"
+
+
+@pytest.fixture
+def wh(db_path):
+    with DuckDBWarehouse(db_path, lock_timeout_s=5) as w:
+        yield w
+
+
+def boalf(unit, level, minute=0):
+    return {
+        "bmUnit": unit,
+        "timeFrom": f"2024-06-01T10:{minute:02d}:00Z",
+        "settlementDate": "2024-06-01",
+        "levelFrom": level,
+    }
+
+
+def batch(files, known=TYPES):
+    """(Arrow rows, LoadedFile list) for {file name: records}, built the way the loader builds them."""
+    names, indexes, records = [], [], []
+    for name, recs in files.items():
+        names += [name] * len(recs)
+        indexes += list(range(len(recs)))
+        records += recs
+    converted = codec.to_records_table(
+        records, known, pa.array(names, pa.string()), pa.array(indexes, pa.int64()),
+        pa.scalar(INGESTED_AT, codec.ARROW_TYPES["TIMESTAMP"]),
+    )
+    return converted, [LoadedFile(name, len(recs)) for name, recs in files.items()]
+
+
+def load(wh, files, dataset=DS, table=TABLE, known=TYPES):
+    converted, loaded = batch(files, known)
+    wh.ensure_table(table, converted.column_types)
+    return wh.append(dataset, table, converted.table, loaded)
+
+
+def table_rows(wh, table=TABLE):
+    return wh.query(f'SELECT _source_file, _record_index, "bmUnit", "levelFrom" FROM {table} ORDER BY 1, 2')
+
+
+def ledger(wh):
+    return wh.query(f"SELECT dataset, _source_file, rows FROM {LEDGER_TABLE} ORDER BY 1, 2")
+
+
+def tables(wh):
+    return {r[0] for r in wh.query(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = 'main' AND table_catalog = current_database()"
+    )}
+
+
+# --- ensure_table -----------------------------------------------------------------------------------
+
+def test_new_warehouse_has_an_empty_ledger(wh):
+    assert tables(wh) == {LEDGER_TABLE}
+    assert ledger(wh) == []
+
+
+def test_ensure_table_creates_with_duckdb_types(wh):
+    changes = wh.ensure_table("t", ALL_TYPES)
+    assert changes == ["created t with 7 columns"]
+    columns = wh.query(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+        " WHERE table_name = 't' ORDER BY ordinal_position"
+    )
+    assert columns == [
+        ("ts", "TIMESTAMP WITH TIME ZONE", "YES"),
+        ("d", "DATE", "YES"),
+        ("i", "BIGINT", "YES"),
+        ("f", "DOUBLE", "YES"),
+        ("b", "BOOLEAN", "YES"),
+        ("s", "VARCHAR", "YES"),
+        ("j", "JSON", "YES"),
+        ("_source_file", "VARCHAR", "NO"),
+        ("_record_index", "BIGINT", "NO"),
+        ("_ingested_at", "TIMESTAMP WITH TIME ZONE", "NO"),
+    ]
+    assert wh.table_columns("t") == ALL_TYPES | {
+        "_source_file": "STRING", "_record_index": "INT64", "_ingested_at": "TIMESTAMP"
+    }
+
+
+def test_table_columns_of_a_missing_table_is_none(wh):
+    assert wh.table_columns("nope") is None
+
+
+def test_ensure_table_is_a_no_op_when_nothing_changed(wh):
+    wh.ensure_table("t", ALL_TYPES)
+    assert wh.ensure_table("t", ALL_TYPES) == []
+    assert wh.ensure_table("t", {"i": "INT64"}) == []  # a subset of the columns changes nothing either
+    assert list(wh.table_columns("t"))[:7] == list(ALL_TYPES)
+
+
+def test_ensure_table_adds_missing_columns(wh):
+    load(wh, {"f1.json": [boalf("A", 1)]})
+    changes = wh.ensure_table(TABLE, TYPES | {"soFlag": "BOOL", "extra": "JSON"})
+    assert changes == ["added soFlag BOOL", "added extra JSON"]
+    assert wh.table_columns(TABLE)["soFlag"] == "BOOL"
+    assert wh.table_columns(TABLE)["extra"] == "JSON"
+    assert wh.query(f'SELECT "bmUnit", "soFlag", extra FROM {TABLE}') == [("A", None, None)]
+
+
+def test_ensure_table_widens_int64_to_float64_keeping_values(wh):
+    load(wh, {"f1.json": [boalf("A", 100), boalf("B", -7), boalf("C", 2**52 + 1)]})
+    assert wh.table_columns(TABLE)["levelFrom"] == "INT64"
+    loaded = load(wh, {"f2.json": [boalf("D", 2.5)]})  # the codec widens; ensure_table follows
+    assert loaded == [LoadedFile("f2.json", 1)]
+    assert wh.table_columns(TABLE)["levelFrom"] == "FLOAT64"
+    assert wh.query(f'SELECT "bmUnit", "levelFrom" FROM {TABLE} ORDER BY 1') == [
+        ("A", 100.0), ("B", -7.0), ("C", float(2**52 + 1)), ("D", 2.5),
+    ]
+
+
+def test_ensure_table_never_narrows(wh):
+    wh.ensure_table("t", {"x": "FLOAT64"})
+    wh.con.execute("INSERT INTO t VALUES (2.5, 'f', 0, now())")
+    assert wh.ensure_table("t", {"x": "INT64"}) == []
+    assert wh.table_columns("t")["x"] == "FLOAT64"
+    assert wh.query("SELECT x FROM t") == [(2.5,)]
+
+
+def test_ensure_table_refuses_incompatible_type_changes(wh):
+    wh.ensure_table("t", {"s": "STRING", "ts": "TIMESTAMP"})
+    wh.con.execute("INSERT INTO t VALUES ('abc', '2024-01-01 00:00:00+00', 'f', 0, now())")
+    with pytest.raises(WarehouseError, match="'s'"):
+        wh.ensure_table("t", {"s": "INT64"})
+    with pytest.raises(WarehouseError, match="'ts'"):
+        wh.ensure_table("t", {"ts": "STRING"})
+    assert wh.table_columns("t")["s"] == "STRING"
+    assert wh.table_columns("t")["ts"] == "TIMESTAMP"
+    assert wh.query("SELECT s FROM t") == [("abc",)]
+
+
+# --- append: exactly once ---------------------------------------------------------------------------
+
+def test_append_inserts_rows_and_ledger_entries(wh):
+    before = dt.datetime.now(UTC)
+    loaded = load(wh, {"f1.json": [boalf("A", 1), boalf("B", 2)], "f2.json": [boalf("C", 3)]})
+    after = dt.datetime.now(UTC)
+    assert sorted(loaded, key=lambda f: f.name) == [LoadedFile("f1.json", 2), LoadedFile("f2.json", 1)]
+    assert table_rows(wh) == [("f1.json", 0, "A", 1), ("f1.json", 1, "B", 2), ("f2.json", 0, "C", 3)]
+    assert ledger(wh) == [(DS, "f1.json", 2), (DS, "f2.json", 1)]
+    (stamp,) = {r[0] for r in wh.query(f"SELECT ingested_at FROM {LEDGER_TABLE}")}
+    assert before - dt.timedelta(seconds=1) <= stamp <= after + dt.timedelta(seconds=1)
+    typed = wh.query(f'SELECT "timeFrom", "settlementDate", _ingested_at FROM {TABLE} WHERE "bmUnit" = \'A\'')
+    assert typed == [(dt.datetime(2024, 6, 1, 10, 0, tzinfo=UTC), dt.date(2024, 6, 1), INGESTED_AT)]
+
+
+def test_appending_the_same_file_twice_keeps_one_copy(wh):
+    files = {"f1.json": [boalf("A", 1), boalf("B", 2)]}
+    assert load(wh, files) == [LoadedFile("f1.json", 2)]
+    assert load(wh, files) == []
+    assert table_rows(wh) == [("f1.json", 0, "A", 1), ("f1.json", 1, "B", 2)]
+    assert ledger(wh) == [(DS, "f1.json", 2)]
+
+
+def test_batch_mixing_loaded_and_new_files_loads_only_the_new_one(wh):
+    load(wh, {"old.json": [boalf("A", 1)]})
+    loaded = load(wh, {"old.json": [boalf("A", 1)], "new.json": [boalf("B", 2), boalf("C", 3)]})
+    assert loaded == [LoadedFile("new.json", 2)]
+    assert table_rows(wh) == [("new.json", 0, "B", 2), ("new.json", 1, "C", 3), ("old.json", 0, "A", 1)]
+    assert ledger(wh) == [(DS, "new.json", 2), (DS, "old.json", 1)]
+
+
+def test_an_empty_message_is_recorded_once(wh):
+    assert load(wh, {"empty.json": []}) == [LoadedFile("empty.json", 0)]
+    assert load(wh, {"empty.json": []}) == []
+    assert table_rows(wh) == []
+    assert ledger(wh) == [(DS, "empty.json", 0)]
+
+
+def test_the_ledger_is_per_dataset(wh):
+    load(wh, {"same_name.json": [boalf("A", 1)]})
+    loaded = load(wh, {"same_name.json": [boalf("B", 2)]}, dataset="BOD", table="bmrs_bod_iris")
+    assert loaded == [LoadedFile("same_name.json", 1)]
+    assert ledger(wh) == [(DS, "same_name.json", 1), ("BOD", "same_name.json", 1)]
+
+
+def test_failed_insert_writes_neither_rows_nor_ledger_missing_column(wh):
+    load(wh, {"f1.json": [boalf("A", 1)]})
+    converted, files = batch({"f2.json": [boalf("B", 2) | {"notInTable": "x"}]})
+    with pytest.raises(Exception, match="notInTable"):
+        wh.append(DS, TABLE, converted.table, files)  # no ensure_table: the column is missing
+    assert table_rows(wh) == [("f1.json", 0, "A", 1)]
+    assert ledger(wh) == [(DS, "f1.json", 1)]
+    assert wh.loaded_files(DS, ["f2.json"]) == set()
+    # The connection is usable afterwards and the file can still be loaded once.
+    assert load(wh, {"f2.json": [boalf("B", 2)]}) == [LoadedFile("f2.json", 1)]
+    assert ledger(wh) == [(DS, "f1.json", 1), (DS, "f2.json", 1)]
+
+
+def test_failed_insert_writes_neither_rows_nor_ledger_bad_cast(wh):
+    load(wh, {"f1.json": [boalf("A", 1)]})
+    converted, files = batch({"f2.json": [boalf("B", 2)], "f3.json": [boalf("C", "not a number")]},
+                             known=TYPES | {"levelFrom": "STRING"})
+    with pytest.raises(Exception, match="(?i)conver|cast"):
+        wh.append(DS, TABLE, converted.table, files)
+    assert table_rows(wh) == [("f1.json", 0, "A", 1)]
+    assert ledger(wh) == [(DS, "f1.json", 1)]
+
+
+def test_failure_after_the_rows_are_inserted_rolls_them_back(wh):
+    """The ledger insert comes after the row insert: its failure must take the rows with it."""
+    converted, _ = batch({"dup.json": [boalf("A", 1)]})
+    wh.ensure_table(TABLE, converted.column_types)
+    with pytest.raises(Exception, match="(?i)constraint|duplicate|primary key"):
+        wh.append(DS, TABLE, converted.table, [LoadedFile("dup.json", 1), LoadedFile("dup.json", 1)])
+    assert table_rows(wh) == []
+    assert ledger(wh) == []
+
+
+def test_loaded_files(wh):
+    assert wh.loaded_files(DS, []) == set()
+    assert wh.loaded_files(DS, ["a.json"]) == set()
+    load(wh, {"a.json": [boalf("A", 1)], "b.json": [boalf("B", 1)]})
+    assert wh.loaded_files(DS, ["a.json", "c.json", "b.json"]) == {"a.json", "b.json"}
+    assert wh.loaded_files("BOD", ["a.json"]) == set()
+    assert wh.loaded_files(DS, ["a.json'; DROP TABLE iris_ingest_log; --"]) == set()
+    assert ledger(wh) == [(DS, "a.json", 1), (DS, "b.json", 1)]
+
+
+def test_data_survives_reopening(db_path):
+    with DuckDBWarehouse(db_path) as w:
+        load(w, {"a.json": [boalf("A", 1)]})
+    with DuckDBWarehouse(db_path) as w:
+        assert table_rows(w) == [("a.json", 0, "A", 1)]
+        assert load(w, {"a.json": [boalf("A", 1)]}) == []
+
+
+# --- freshness --------------------------------------------------------------------------------------
+
+def test_freshness_of_a_dataset_never_loaded(wh):
+    f = wh.freshness(DS, TABLE, "timeFrom")
+    assert (f.last_ingested_at, f.latest_reference_time, f.rows) == (None, None, 0)
+
+
+def test_freshness_after_loads(wh):
+    before = dt.datetime.now(UTC)
+    load(wh, {"a.json": [boalf("A", 1, minute=5), boalf("B", 1, minute=30)], "b.json": [boalf("C", 1, minute=10)]})
+    load(wh, {"x.json": [boalf("Z", 1, minute=59)]}, dataset="BOD", table="bmrs_bod_iris")
+    wh.con.execute("SET TimeZone = 'Asia/Tokyo'")  # DuckDB returns TIMESTAMPTZ in the session zone
+    f = wh.freshness(DS, TABLE, "timeFrom")
+    assert f.rows == 3
+    assert f.latest_reference_time == dt.datetime(2024, 6, 1, 10, 30, tzinfo=UTC)
+    assert f.latest_reference_time.utcoffset() == dt.timedelta(0)
+    assert f.last_ingested_at.utcoffset() == dt.timedelta(0)
+    assert before - dt.timedelta(seconds=1) <= f.last_ingested_at <= dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+
+
+def test_freshness_reference_column_must_be_a_timestamp(wh):
+    load(wh, {"a.json": [boalf("A", 1)]})
+    assert wh.freshness(DS, TABLE, None).latest_reference_time is None
+    assert wh.freshness(DS, TABLE, "bmUnit").latest_reference_time is None  # STRING column
+    assert wh.freshness(DS, TABLE, "noSuchColumn").latest_reference_time is None
+    assert wh.freshness(DS, TABLE, 'x"; drop table t; --').rows == 1
+
+
+def test_freshness_with_ledger_entries_but_no_table(wh):
+    load(wh, {"a.json": [boalf("A", 1)]})
+    wh.con.execute(f"DROP TABLE {TABLE}")
+    wh.con.execute("SET TimeZone = 'Asia/Tokyo'")  # DuckDB returns TIMESTAMPTZ in the session zone
+    f = wh.freshness(DS, TABLE, "timeFrom")
+    assert f.rows == 0 and f.latest_reference_time is None
+    assert f.last_ingested_at is not None and f.last_ingested_at.utcoffset() == dt.timedelta(0)
+
+
+# --- identifiers ------------------------------------------------------------------------------------
+
+BAD_NAMES = ["x; drop table", 'x"; DROP TABLE iris_ingest_log; --', "", "1abc", "a-b", "a b", "abc\n", "x" * 129]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_identifier_rejects_unsafe_names(name):
+    with pytest.raises(WarehouseError, match="invalid identifier"):
+        identifier(name)
+
+
+def test_identifier_quotes_safe_names():
+    assert identifier("bmrs_boalf_iris") == '"bmrs_boalf_iris"'
+    assert identifier("_source_file") == '"_source_file"'
+    assert identifier("select") == '"select"'
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_invalid_table_and_column_names_never_reach_sql(wh, name):
+    load(wh, {"a.json": [boalf("A", 1)]})
+    with pytest.raises(WarehouseError):
+        wh.ensure_table(name, {"a": "INT64"})
+    with pytest.raises(WarehouseError):
+        wh.ensure_table("t_new", {name: "INT64"})
+    with pytest.raises(WarehouseError):
+        wh.ensure_table(TABLE, {name: "INT64"})
+    converted, files = batch({"b.json": [boalf("B", 2)]})
+    with pytest.raises(WarehouseError):
+        wh.append(DS, name, converted.table, files)
+    if name:  # Arrow needs a non-empty column name
+        bad_rows = converted.table.append_column(name, pa.array([1], pa.int64()))
+        with pytest.raises(WarehouseError):
+            wh.append(DS, TABLE, bad_rows, files)
+    assert wh.freshness(DS, name, None).rows == 0  # looked up as a parameter, never spliced into SQL
+    assert tables(wh) == {LEDGER_TABLE, TABLE}
+    assert table_rows(wh) == [("a.json", 0, "A", 1)]
+    assert ledger(wh) == [(DS, "a.json", 1)]
+
+
+# --- one writer process at a time -------------------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+    with DuckDBWarehouse(sys.argv[1]) as w:
+        w.con.execute("CREATE TABLE held (x BIGINT)")  # no query parameters: they make DuckDB import pandas (1 s)
+        print("ready", flush=True)
+        if sys.argv[2] == "stdin":
+            sys.stdin.readline()
+        else:
+            time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def start_holder(db_path, hold):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db_path), hold],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_second_process_waits_for_the_lock_then_opens(db_path):
+    holder = start_holder(db_path, "1.0")
+    try:
+        started = time.monotonic()
+        with DuckDBWarehouse(db_path, lock_timeout_s=30) as w:
+            waited = time.monotonic() - started
+            assert "held" in tables(w)  # the holder's committed work is visible
+        assert 0.7 <= waited < 10  # the holder kept the warehouse for 1 s after saying "ready"
+    finally:
+        holder.wait(timeout=10)
+    assert holder.returncode == 0
+
+
+def test_short_lock_timeout_raises(db_path):
+    holder = start_holder(db_path, "stdin")
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match="held by another writer"):
+            DuckDBWarehouse(db_path, lock_timeout_s=0.3)
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=10) == 0
+    with DuckDBWarehouse(db_path, lock_timeout_s=1) as w:  # free again once the holder closed
+        assert "held" in tables(w)
+
+
+def test_close_releases_the_lock(db_path):
+    w = DuckDBWarehouse(db_path)
+    w.close()
+    w.close()  # idempotent
+    with DuckDBWarehouse(db_path, lock_timeout_s=0.2) as again:
+        assert tables(again) == {LEDGER_TABLE}
+
+
+# --- one connection, several threads ----------------------------------------------------------------
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys, threading, datetime as dt
+    import pyarrow as pa
+    from iris_pipeline import codec
+    from iris_pipeline.warehouse.base import LoadedFile
+    from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    wh = DuckDBWarehouse(sys.argv[1])
+    wh.ensure_table("t", {"x": "INT64"})
+    now = pa.scalar(dt.datetime.now(dt.timezone.utc), codec.ARROW_TYPES["TIMESTAMP"])
+    errors = []
+
+    def write():
+        try:
+            for i in range(100):
+                names = [f"f{i}_{j}" for j in range(20)]
+                rows = codec.to_records_table([{"x": j} for j in range(20)], {"x": "INT64"}, pa.array(names),
+                                              pa.array([0] * 20, pa.int64()), now).table
+                wh.append("D", "t", rows, [LoadedFile(n, 1) for n in names])
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    try:
+        while writer.is_alive():
+            wh.loaded_files("D", ["f0_0", "f50_1", "nope"])
+            wh.table_columns("t")
+            reads += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+    writer.join()
+    print(wh.query("SELECT count(*) FROM t")[0][0], reads, errors)
+    """
+)
+
+
+def test_one_warehouse_used_from_two_threads(db_path):
+    """The loader commits on a writer thread while its main thread asks the ledger about the next chunk."""
+    proc = subprocess.Popen([sys.executable, "-c", CONCURRENT, str(db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = proc.communicate(timeout=60)  # a subprocess: a deadlock on the GIL would hang pytest itself
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("deadlocked using one DuckDBWarehouse from two threads")
+    assert proc.returncode == 0
+    rows, reads, errors = out.strip().split(" ", 2)
+    assert errors == "[]"
+    assert int(rows) == 2000
+    assert int(reads) > 0

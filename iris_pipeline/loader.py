@@ -1,23 +1,28 @@
-"""Drain the spool into the warehouse, exactly once, one dataset at a time.
+"""Drain the spool into the warehouse, exactly once.
 
 The CLI (`iris-pipeline ingest`), the Dagster assets and the benchmark all call `load_spool`.
-Per dataset, per chunk of files: skip files the ledger already holds, decode the rest (quarantining
+Per dataset: skip files the ledger already holds; per chunk of the rest: read, decode (quarantining
 what cannot be decoded), convert to one Arrow table, evolve the table, then insert rows and ledger
 entries in one transaction; only after the commit are the files moved to the archive. A crash at any
 point leaves each file either in incoming/ (loaded or not: the ledger decides) or archived after
 its rows committed, so a rerun neither loses nor doubles anything.
+
+Reading and converting is pure-Python work bound by the GIL, so a large backlog is prepared by
+worker processes while this process commits, in order. Small drains (the sensor's usual few files)
+stay in-process: starting workers would cost more than it saves.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import multiprocessing
 import os
-import queue
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +34,8 @@ from iris_pipeline.warehouse.base import LoadedFile, Warehouse
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_FILES = 5000
+DEFAULT_CHUNK_FILES = 2000
+PARALLEL_MIN_FILES = 5000
 
 
 @dataclass
@@ -101,132 +107,207 @@ def load_spool(
     datasets: Iterable[str] | None = None,
     registry: Registry | None = None,
     chunk_files: int = DEFAULT_CHUNK_FILES,
+    workers: int | None = None,
+    parallel_min_files: int = PARALLEL_MIN_FILES,
 ) -> LoadReport:
     """Load every pending file (or those of `datasets`) and return what happened per dataset.
 
     A dataset that fails (warehouse error, say) is reported and left in incoming/ for the next run;
-    the others go on.
+    the others go on. `workers` (default: CPU count) prepare chunks when at least
+    `parallel_min_files` files are pending; 0 keeps everything in this process.
     """
     registry = registry or load_registry()
     started = time.monotonic()
     report = LoadReport()
     with spool.exclusive("ingest.lock"):
-        writer = _Writer(spool, warehouse)
-        try:
-            wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
-            for code in wanted:
-                report.datasets[code] = _load_dataset(spool, warehouse, writer, registry, code, chunk_files)
-        finally:
-            writer.close()
+        wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
+        tasks: list[tuple[_DatasetState, _Task]] = []
+        for code in wanted:
+            report.datasets[code] = _plan_dataset(spool, warehouse, registry, code, chunk_files, tasks)
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        parallel = workers > 0 and sum(len(t.files) for _, t in tasks) >= parallel_min_files
+        with _pool(workers if parallel else 0) as pool:
+            for state, task, prepared in _prepared_in_order(tasks, pool, window=2 * max(workers, 1)):
+                _commit(spool, warehouse, state, task, prepared)
     report.seconds = time.monotonic() - started
     return report
 
 
 @dataclass
-class _Chunk:
+class _DatasetState:
     dataset: Dataset
     report: DatasetReport
-    converted: codec.Converted
-    decoded: list[tuple[SpoolFile, list[dict[str, Any]]]]
+    columns: dict[str, str]  # the table's column types as committed so far
 
 
-class _Writer:
-    """Commits prepared chunks on its own thread, in order, so the warehouse's work (which releases the
-    GIL) and the archive renames overlap with reading and converting the next chunk."""
-
-    def __init__(self, spool: Spool, warehouse: Warehouse, depth: int = 2):
-        self._spool, self._warehouse = spool, warehouse
-        self._chunks: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="iris-loader-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, chunk: _Chunk) -> None:
-        self._chunks.put(chunk)
-
-    def close(self) -> None:
-        self._chunks.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            if chunk.report.error:
-                continue  # an earlier chunk of this dataset failed: leave the rest in incoming/
-            try:
-                self._commit(chunk)
-            except BaseException as exc:  # recorded, never raised: the other datasets go on
-                log.exception("dataset %s failed", chunk.dataset.code)
-                chunk.report.error = f"{type(exc).__name__}: {exc}"[:500]
-
-    def _commit(self, chunk: _Chunk) -> None:
-        dataset, report = chunk.dataset, chunk.report
-        report.schema_changes += self._warehouse.ensure_table(dataset.table_name, chunk.converted.column_types)
-        loaded = self._warehouse.append(
-            dataset.code,
-            dataset.table_name,
-            chunk.converted.table,
-            [LoadedFile(f.name, len(records)) for f, records in chunk.decoded],
-        )
-        report.files_loaded += len(loaded)
-        report.rows_loaded += sum(f.rows for f in loaded)
-        report.files_already_loaded += len(chunk.decoded) - len(loaded)
-        self._spool.archive_files([f for f, _ in chunk.decoded])
+@dataclass(frozen=True)
+class _Task:
+    spool_root: str
+    dataset: Dataset
+    files: list[SpoolFile]
+    known: dict[str, str]
 
 
-def _load_dataset(
-    spool: Spool, warehouse: Warehouse, writer: _Writer, registry: Registry, code: str, chunk_files: int
+@dataclass
+class _Prepared:
+    decoded: list[tuple[SpoolFile, int]]  # files that will load, with their record counts
+    converted: codec.Converted | None
+    quarantined: dict[str, str]  # file name -> reason (already moved to quarantine/)
+    error: str | None = None
+
+
+def _plan_dataset(
+    spool: Spool, warehouse: Warehouse, registry: Registry, code: str, chunk_files: int,
+    tasks: list[tuple[_DatasetState, _Task]],
 ) -> DatasetReport:
+    """The dataset's report, after queueing its chunks as tasks."""
     try:
         dataset = registry.resolve(code)
     except ValueError as exc:  # invalid code, or one whose table would clash with a registered dataset's
         report = DatasetReport(code, None, registered=False)
         for f in spool.pending(code):
-            _quarantine(spool, report, f, f"{exc}: not loaded into any table")
+            _quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
+        report.files_quarantined = len(report.quarantine_reasons)
         return report
     report = DatasetReport(code, dataset.table_name, registered=dataset.registered)
     try:
+        table = warehouse.table_columns(dataset.table_name) or {}
+        columns = {name: t for name, t in table.items() if name not in codec.META_COLUMNS}
+        state = _DatasetState(dataset, report, columns)
         files = spool.pending(code)
         if files:
             report.oldest_file_age_s = max(0.0, time.time() - files[0].mtime)
-        # Column types as they will be once the queued chunks commit: registry, then table, then drift.
-        known = {c.name: c.type for c in dataset.columns}
-        existing = warehouse.table_columns(dataset.table_name) or {}
-        known.update({name: t for name, t in existing.items() if name not in codec.META_COLUMNS})
+        already = warehouse.loaded_files(code, [f.name for f in files])
+        if already:  # loaded by a run that stopped before archiving them
+            spool.archive_files([f for f in files if f.name in already])
+            report.files_already_loaded += len(already)
+            files = [f for f in files if f.name not in already]
+        known = {c.name: c.type for c in dataset.columns} | columns
         for start in range(0, len(files), chunk_files):
-            if report.error:
-                break
-            chunk = _prepare_chunk(spool, warehouse, dataset, files[start : start + chunk_files], report, known)
-            if chunk:
-                known.update(chunk.converted.column_types)
-                writer.submit(chunk)
+            tasks.append((state, _Task(str(spool.root), dataset, files[start : start + chunk_files], known)))
     except Exception as exc:  # one dataset's failure must not block the others
         log.exception("dataset %s failed", code)
         report.error = f"{type(exc).__name__}: {exc}"[:500]
     return report
 
 
-def _prepare_chunk(
-    spool: Spool, warehouse: Warehouse, dataset: Dataset, files: list[SpoolFile], report: DatasetReport,
-    known: dict[str, str],
-) -> _Chunk | None:
-    already = warehouse.loaded_files(dataset.code, [f.name for f in files])
-    if already:  # loaded by a run that stopped before archiving them
-        done = [f for f in files if f.name in already]
-        spool.archive_files(done)
-        report.files_already_loaded += len(done)
-        files = [f for f in files if f.name not in already]
+class _InProcess:
+    """The executor interface, run lazily in this process."""
 
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(_Deferred(fn, args))
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+@dataclass
+class _Deferred:
+    fn: Any
+    args: tuple
+
+    def __call__(self):
+        return self.fn(*self.args)
+
+
+def _pool(workers: int):
+    if workers <= 0:
+        return _InProcess()
+    # forkserver: never fork a process that holds an open DuckDB database and its threads.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def _prepared_in_order(tasks, pool, window: int) -> Iterator[tuple[_DatasetState, _Task, _Prepared]]:
+    """Prepare tasks on the pool, at most `window` ahead, yielding results in submission order."""
+    in_flight: collections.deque = collections.deque()
+
+    def result(state, task, future) -> _Prepared:
+        try:
+            value = future.result()
+            return value() if isinstance(value, _Deferred) else value
+        except Exception as exc:  # a worker died or failed unexpectedly: this chunk stays in incoming/
+            log.exception("preparing %s failed", task.dataset.code)
+            return _Prepared([], None, {}, error=f"{type(exc).__name__}: {exc}"[:500])
+
+    for state, task in tasks:
+        try:
+            future = pool.submit(_prepare, task)
+        except RuntimeError:  # the pool broke (a worker was killed): go on in this process
+            log.warning("worker pool unavailable; preparing the remaining chunks in-process")
+            pool = _InProcess()
+            future = pool.submit(_prepare, task)
+        in_flight.append((state, task, future))
+        if len(in_flight) >= window:
+            state0, task0, future0 = in_flight.popleft()
+            yield state0, task0, result(state0, task0, future0)
+    while in_flight:
+        state0, task0, future0 = in_flight.popleft()
+        yield state0, task0, result(state0, task0, future0)
+
+
+def _prepare(task: _Task) -> _Prepared:
+    """Read, decode and convert one chunk; quarantine what cannot be loaded. Runs in a worker."""
+    spool = Spool(task.spool_root)
+    quarantined: dict[str, str] = {}
     decoded: list[tuple[SpoolFile, list[dict[str, Any]]]] = []
-    for f in files:
+    for f in task.files:
         try:
             decoded.append((f, codec.decode_body(_read(f))))
         except codec.DecodeError as exc:
-            _quarantine(spool, report, f, str(exc))
+            _quarantine(spool, f, str(exc), quarantined)
         except FileNotFoundError:
             continue  # moved by an operator since listing; nothing of ours to do
-    if not decoded:
-        return None
-    converted, decoded = _convert_isolating_bad_files(spool, report, decoded, known)
-    return _Chunk(dataset, report, converted, decoded) if decoded else None
+    converted, decoded = _convert_isolating_bad_files(spool, decoded, task.known, quarantined)
+    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined)
+
+
+def _commit(spool: Spool, warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared) -> None:
+    report = state.report
+    report.quarantine_reasons.update(prepared.quarantined)
+    report.files_quarantined += len(prepared.quarantined)
+    if prepared.error and not report.error:
+        report.error = prepared.error
+    if report.error or not prepared.decoded:
+        return  # after a failed chunk, the rest of the dataset stays in incoming/ for the next run
+    try:
+        if _conflicts(state.columns, prepared.converted.column_types):
+            # Prepared before an earlier chunk added this column with another type: redo it here,
+            # knowing the table as it is now.
+            prepared = _prepare(replace(task, known=task.known | state.columns))
+            report.quarantine_reasons.update(prepared.quarantined)
+            report.files_quarantined += len(prepared.quarantined)
+            if not prepared.decoded:
+                return
+        types = prepared.converted.column_types
+        report.schema_changes += warehouse.ensure_table(state.dataset.table_name, types)
+        for column, col_type in types.items():
+            if state.columns.get(column) in (None, "INT64"):
+                state.columns[column] = col_type
+        loaded = warehouse.append(
+            state.dataset.code,
+            state.dataset.table_name,
+            prepared.converted.table,
+            [LoadedFile(f.name, rows) for f, rows in prepared.decoded],
+        )
+        report.files_loaded += len(loaded)
+        report.rows_loaded += sum(f.rows for f in loaded)
+        report.files_already_loaded += len(prepared.decoded) - len(loaded)
+        spool.archive_files([f for f, _ in prepared.decoded])
+    except Exception as exc:  # one dataset's failure must not block the others
+        log.exception("dataset %s failed", state.dataset.code)
+        report.error = f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _conflicts(table: dict[str, str], chunk: dict[str, str]) -> bool:
+    compatible = {("INT64", "FLOAT64"), ("FLOAT64", "INT64")}
+    return any(
+        name in table and table[name] != t and (table[name], t) not in compatible for name, t in chunk.items()
+    )
 
 
 def _read(f: SpoolFile) -> bytes:
@@ -241,8 +322,10 @@ def _read(f: SpoolFile) -> bytes:
         os.close(fd)
 
 
-def _convert_isolating_bad_files(spool, report, decoded, known):
+def _convert_isolating_bad_files(spool, decoded, known, quarantined):
     """Convert a chunk at once; if it fails, find and quarantine the offending files, keep the rest."""
+    if not decoded:
+        return None, []
     try:
         return _convert(decoded, known), decoded
     except codec.ConversionError:
@@ -252,7 +335,7 @@ def _convert_isolating_bad_files(spool, report, decoded, known):
                 _convert([(f, records)], known)
                 good.append((f, records))
             except codec.ConversionError as exc:
-                _quarantine(spool, report, f, str(exc))
+                _quarantine(spool, f, str(exc), quarantined)
         return (_convert(good, known), good) if good else (None, [])
 
 
@@ -267,11 +350,10 @@ def _convert(decoded: list[tuple[SpoolFile, list[dict[str, Any]]]], known: dict[
     return codec.to_records_table(records, known, names.take(pa.array(file_of_row)), pa.array(record_index), now)
 
 
-def _quarantine(spool: Spool, report: DatasetReport, f: SpoolFile, reason: str) -> None:
+def _quarantine(spool: Spool, f: SpoolFile, reason: str, reasons: dict[str, str]) -> None:
     log.warning("quarantined %s/%s: %s", f.dataset, f.name, reason)
     try:
         spool.quarantine_file(f, reason)
     except FileNotFoundError:
         return
-    report.files_quarantined += 1
-    report.quarantine_reasons[f.name] = reason
+    reasons[f.name] = reason

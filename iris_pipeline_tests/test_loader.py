@@ -163,3 +163,32 @@ def test_crash_after_commit_before_archive_is_repaired(spool, warehouse):
     assert report.datasets["FREQ"].files_already_loaded == 1
     assert rows(warehouse, "bmrs_freq_iris") == 8
     assert spool.pending("FREQ") == []
+
+
+def test_worker_processes_load_the_same_as_in_process(spool, warehouse, tmp_path):
+    """Large backlogs are prepared by worker processes: same rows, same quarantine, same ledger."""
+    for i in range(40):
+        records = freq_records(second=i)
+        if i == 7:
+            records[0]["frequency"] = "fifty"
+        spool.write_incoming("FREQ", f"FREQ_{i:03d}.json", body(records))
+        spool.write_incoming("BOALF", f"B_{i:03d}.json", body([dict(BOALF, acceptanceNumber=i)]))
+    spool.write_incoming("BOALF", "broken.json", b"[")
+    report = load_spool(spool, warehouse, chunk_files=6, workers=2, parallel_min_files=1)
+    assert report.datasets["FREQ"].files_loaded == 39 and list(report.datasets["FREQ"].quarantine_reasons) == ["FREQ_007.json"]
+    assert report.datasets["BOALF"].files_loaded == 40 and report.datasets["BOALF"].files_quarantined == 1
+    assert rows(warehouse, "bmrs_freq_iris") == 39 * 8
+    assert warehouse.query("SELECT count(*) FROM iris_ingest_log") == [(79,)]
+    assert spool.datasets_pending() == []
+
+
+def test_drifting_field_across_parallel_chunks_is_reconciled(spool, warehouse):
+    # Chunk 1 sees `note` as text; chunk 2 (prepared at the same time) sees numbers only.
+    for i in range(4):
+        spool.write_incoming("NEWCODE", f"a{i}.json", body([{"note": "text"}]))
+    for i in range(4):
+        spool.write_incoming("NEWCODE", f"b{i}.json", body([{"note": 5}]))
+    report = load_spool(spool, warehouse, chunk_files=4, workers=2, parallel_min_files=1)
+    assert report.failed == {}
+    assert warehouse.table_columns("bmrs_newcode_iris")["note"] == "STRING"
+    assert warehouse.query("SELECT note, count(*) FROM bmrs_newcode_iris GROUP BY ALL ORDER BY ALL") == [("5", 4), ("text", 4)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import functools
 import os
 import threading
 import time
@@ -36,27 +35,17 @@ _FROM_SQL = {v: k for k, v in SQL_TYPES.items()} | {"TIMESTAMP WITH TIME ZONE": 
 _META_SQL = '"_source_file" VARCHAR NOT NULL, "_record_index" BIGINT NOT NULL, "_ingested_at" TIMESTAMPTZ NOT NULL'
 
 
-def _locked(method):
-    """One call at a time on the shared connection: a DuckDB connection is not safe across threads
-    (interleaved calls fail with "unsuccessful or closed pending query result", or deadlock on the GIL)."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._mutex:
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 600.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._mutex = threading.RLock()
         self._lock_fd = _acquire_lock(self.path.with_name(self.path.name + ".lock"), lock_timeout_s)
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._columns: dict[str, dict[str, str] | None] = {}
         try:
-            self.con = duckdb.connect(str(self.path))
-            self.con.execute(
+            self._db = duckdb.connect(str(self.path))
+            self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (dataset VARCHAR NOT NULL, _source_file VARCHAR NOT NULL,"
                 " rows BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (dataset, _source_file))"
             )
@@ -64,14 +53,24 @@ class DuckDBWarehouse(Warehouse):
             os.close(self._lock_fd)
             raise
 
-    @_locked
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor: a DuckDB connection object must not be shared between threads, but
+        cursors of one database may work at once (the loader commits while it reads the next chunk)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._db.cursor()
+            self._cursors.append(cursor)
+        return cursor
+
     def close(self) -> None:
         if self._lock_fd is not None:
-            self.con.close()
+            for cursor in self._cursors:
+                cursor.close()
+            self._db.close()
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    @_locked
     def table_columns(self, table: str) -> dict[str, str] | None:
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
@@ -82,7 +81,6 @@ class DuckDBWarehouse(Warehouse):
             return None
         return {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows}
 
-    @_locked
     def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
         existing = self.table_columns(table)
         name = identifier(table)
@@ -102,7 +100,6 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"column {col!r} of {table} is {existing[col]}: cannot change it to {col_type}")
         return changes
 
-    @_locked
     def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
         if not names:
             return set()
@@ -118,7 +115,6 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_wanted_files")
         return {r[0] for r in rows}
 
-    @_locked
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         name = identifier(table)
         cols = ", ".join(identifier(c) for c in rows.column_names)
@@ -155,7 +151,6 @@ class DuckDBWarehouse(Warehouse):
             con.unregister("_batch_files")
         return [LoadedFile(n, r) for n, r in loaded]
 
-    @_locked
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         last, = self.con.execute(
             f"SELECT max(ingested_at) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
@@ -171,7 +166,6 @@ class DuckDBWarehouse(Warehouse):
         latest, count = self.con.execute(f"SELECT {ref_sql}, count(*) FROM {identifier(table)}").fetchone()
         return TableFreshness(_utc(last), _utc(latest), count)
 
-    @_locked
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
 

@@ -20,6 +20,7 @@ dev: install
 	@scripts/dev.sh
 
 test: install
+	@scripts/system-deps.sh
 	$(PY) -m pytest
 
 bench: install

@@ -91,10 +91,11 @@ def build_iris_tables(registry: Registry | None = None, max_lag_s: float = 300.0
         evaluate the selected checks."""
         spool_dir = spool.get()
         codes = codes_for_selection(registry, set(context.selected_asset_keys), spool_dir.datasets_pending())
-        with warehouse.open() as wh:
+        with warehouse.open() as wh:  # held briefly: DuckDB admits one process at a time
             report = load_spool(spool_dir, wh, datasets=codes, registry=registry)
-            yield from _results(context, registry, report)
-            yield from evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, wh, max_lag_s)
+            checks = list(evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, wh, max_lag_s))
+        yield from _results(context, registry, report)
+        yield from checks
         if report.failed:
             raise dg.Failure(
                 description=f"{len(report.failed)} dataset(s) failed and stay in the spool for the next run",

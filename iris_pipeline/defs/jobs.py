@@ -19,9 +19,8 @@ iris_ingest = dg.define_asset_job(
 iris_health = dg.define_asset_job(
     "iris_health",
     selection=dg.AssetSelection.all_asset_checks(),
-    description="Evaluate freshness and quarantine checks even when no files arrive.",
+    description="Evaluate freshness and quarantine checks even when no files arrive (reads only).",
     executor_def=dg.in_process_executor,
-    tags=WRITER_TAG,
 )
 
 iris_health_schedule = dg.ScheduleDefinition(

@@ -26,6 +26,15 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    from iris_pipeline.warehouse import open_warehouse
+
+    with open_warehouse(Settings.from_env()) as warehouse:  # waits while a run holds the warehouse
+        for row in warehouse.query(args.sql):
+            print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from iris_pipeline.simulate import main_simulate
 
@@ -48,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--prune-archive", action="store_true", help="also delete archived files past retention")
     ingest.add_argument("--chunk-files", type=int, default=DEFAULT_CHUNK_FILES, help="files per transaction")
     ingest.set_defaults(func=_ingest)
+
+    query = sub.add_parser("query", help="run SQL against the warehouse (waits for a running load)")
+    query.add_argument("sql", help='e.g. "SELECT count(*) FROM bmrs_freq_iris"')
+    query.set_defaults(func=_query)
 
     simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")
     try:

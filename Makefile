@@ -10,8 +10,10 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(UV) pip install --python $(PY) -q -r requirements.lock
+	$(UV) pip install --python $(PY) -q --compile-bytecode -r requirements.lock
 	$(UV) pip install --python $(PY) -q --no-deps -e .
+	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every Dagster run would compile from source.
+	$(PY) -m compileall -q -j0 iris_pipeline >/dev/null
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

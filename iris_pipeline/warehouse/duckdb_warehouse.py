@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from iris_pipeline.warehouse.base import (
     LEDGER_TABLE,
@@ -44,7 +45,8 @@ class DuckDBWarehouse(Warehouse):
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._columns: dict[str, dict[str, str] | None] = {}
         try:
-            self._db = duckdb.connect(str(self.path))
+            # Checkpoint at close rather than every 16 MB of WAL: a drain commits once per chunk.
+            self._db = duckdb.connect(str(self.path), config={"checkpoint_threshold": "1GB"})
             self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (dataset VARCHAR NOT NULL, _source_file VARCHAR NOT NULL,"
                 " rows BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (dataset, _source_file))"
@@ -72,18 +74,21 @@ class DuckDBWarehouse(Warehouse):
             self._lock_fd = None
 
     def table_columns(self, table: str) -> dict[str, str] | None:
-        rows = self.con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-        if not rows:
-            return None
-        return {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows}
+        # Cached: while this object holds the file lock, only it changes tables (query() drops the cache).
+        if table not in self._columns:
+            rows = self.con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            self._columns[table] = {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows} or None
+        columns = self._columns[table]
+        return dict(columns) if columns is not None else None
 
     def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
         existing = self.table_columns(table)
         name = identifier(table)
+        self._columns.pop(table, None)
         if existing is None:
             cols = ", ".join(f"{identifier(c)} {SQL_TYPES[t]}" for c, t in columns.items())
             self.con.execute(f"CREATE TABLE {name} ({cols + ', ' if cols else ''}{_META_SQL})")
@@ -125,31 +130,34 @@ class DuckDBWarehouse(Warehouse):
             }
         )
         con = self.con
-        con.register("_batch_rows", rows)
-        con.register("_batch_files", ledger)
+        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                # Files the ledger already holds are skipped inside the same transaction: exactly once.
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE _new_files AS SELECT f._source_file, f.rows FROM _batch_files f"
-                    f" ANTI JOIN (SELECT _source_file FROM {LEDGER_TABLE} WHERE dataset = ?) l USING (_source_file)",
+            # Files the ledger already holds are skipped inside the same transaction: exactly once.
+            con.register("_batch_files", ledger)
+            already = {
+                r[0]
+                for r in con.execute(
+                    f"SELECT _source_file FROM {LEDGER_TABLE} SEMI JOIN _batch_files USING (_source_file)"
+                    " WHERE dataset = ?",
                     [dataset],
-                )
-                loaded = con.execute("SELECT _source_file, rows FROM _new_files").fetchall()
-                only_new = " SEMI JOIN _new_files USING (_source_file)" if len(loaded) < len(files) else ""
-                con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows{only_new}")
-                con.execute(
-                    f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _new_files", [dataset]
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+                ).fetchall()
+            }
+            if already:
+                skip = pa.array(sorted(already), pa.string())
+                rows = rows.filter(pc.invert(pc.is_in(rows["_source_file"], value_set=skip)))
+                ledger = ledger.filter(pc.invert(pc.is_in(ledger["_source_file"], value_set=skip)))
+                con.register("_batch_files", ledger)
+            con.register("_batch_rows", rows)
+            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows")
+            con.execute(f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _batch_files", [dataset])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         finally:
             con.unregister("_batch_rows")
             con.unregister("_batch_files")
-        return [LoadedFile(n, r) for n, r in loaded]
+        return [f for f in files if f.name not in already]
 
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         last, = self.con.execute(
@@ -167,6 +175,7 @@ class DuckDBWarehouse(Warehouse):
         return TableFreshness(_utc(last), _utc(latest), count)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        self._columns.clear()  # the SQL may change tables
         return self.con.execute(sql, list(params)).fetchall()
 
 

@@ -7,6 +7,8 @@ import logging
 import sys
 
 from iris_pipeline.config import Settings
+from iris_pipeline.iris_client import add_client_arguments
+from iris_pipeline.simulate import add_simulate_arguments
 from iris_pipeline.loader import DEFAULT_CHUNK_FILES
 
 
@@ -63,21 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(func=_query)
 
     simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")
-    try:
-        from iris_pipeline.simulate import add_simulate_arguments
-
-        add_simulate_arguments(simulate)
-    except ImportError:  # pragma: no cover - the simulator ships with the package
-        pass
+    add_simulate_arguments(simulate)
     simulate.set_defaults(func=_simulate)
 
     client = sub.add_parser("client", help="receive IRIS messages from Azure Service Bus into the spool")
-    try:
-        from iris_pipeline.iris_client import add_client_arguments
-
-        add_client_arguments(client)
-    except ImportError:  # pragma: no cover
-        pass
+    add_client_arguments(client)
     client.set_defaults(func=_client)
     return parser
 

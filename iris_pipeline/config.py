@@ -22,6 +22,7 @@ class Settings:
     iris_archive_url: str = "https://archive.data.elexon.co.uk/iris-archive"
     archive_retention_days: int = 7
     freshness_minutes: float = 5.0
+    client_max_silence_s: float = 600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -41,4 +42,5 @@ class Settings:
             iris_archive_url=env.get("IRIS_ARCHIVE_URL", "https://archive.data.elexon.co.uk/iris-archive"),
             archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),
             freshness_minutes=float(env.get("IRIS_FRESHNESS_MINUTES", "5")),
+            client_max_silence_s=float(env.get("IRIS_CLIENT_MAX_SILENCE_SECONDS", "600")),
         )

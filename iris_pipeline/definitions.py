@@ -3,6 +3,7 @@
 import dagster as dg
 
 from iris_pipeline.config import Settings
+from iris_pipeline.defs.client import build_client_health_check, iris_feed
 from iris_pipeline.defs.iris_tables import build_iris_tables
 from iris_pipeline.defs.jobs import iris_health, iris_health_schedule, iris_ingest
 from iris_pipeline.defs.resources import resources_from_env
@@ -14,7 +15,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     registry = load_registry()
     return dg.Definitions(
-        assets=[build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
+        assets=[iris_feed, build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
+        asset_checks=[build_client_health_check(settings)],
         jobs=[iris_ingest, iris_health],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
         schedules=[iris_health_schedule],

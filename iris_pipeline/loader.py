@@ -122,6 +122,7 @@ def load_spool(
     started = time.monotonic()
     report = LoadReport()
     with spool.exclusive("ingest.lock"):
+        spool.remove_stale_tmp()
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
         tasks: list[tuple[_DatasetState, _Task]] = []
         for code in wanted:

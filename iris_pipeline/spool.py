@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import re
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,6 +208,20 @@ class Spool:
         stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         error_path = target.with_name(target.name + ERROR_SUFFIX)
         error_path.write_text(f"{stamp} {reason.strip()}\n", encoding="utf-8")
+
+    def remove_stale_tmp(self, older_than_s: float = 3600.0) -> int:
+        """Delete partial writes in tmp/ left by a writer that died (its message was never completed,
+        so the broker redelivers it). Returns files removed."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in self._scandir(self.tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def prune_archive(self, keep_days: int, today: dt.date | None = None) -> int:
         """Delete archive day folders older than `keep_days` (their files are loaded). Returns files removed."""

@@ -402,3 +402,20 @@ def test_exclusive_lock_is_released_on_error(spool):
     with spool.exclusive("ingest.lock", blocking=False):
         entered = True
     assert entered
+
+
+def test_remove_stale_tmp_keeps_writes_in_progress(tmp_path):
+    import os
+    import time
+
+    from iris_pipeline.spool import Spool
+
+    spool = Spool(tmp_path / "spool")
+    spool.tmp.mkdir(parents=True)
+    stale, fresh = spool.tmp / "dead.part", spool.tmp / "writing.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert spool.remove_stale_tmp(older_than_s=3600) == 1
+    assert not stale.exists() and fresh.exists()

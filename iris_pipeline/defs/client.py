@@ -1,0 +1,52 @@
+"""The IRIS feed into the spool, and a check on the client that keeps it flowing."""
+
+import datetime as dt
+import os
+
+import dagster as dg
+
+from iris_pipeline.config import Settings
+from iris_pipeline.defs.resources import SpoolResource
+from iris_pipeline.iris_client import client_health, read_status
+
+IRIS_FEED_KEY = dg.AssetKey("iris_spool_feed")
+_CREDENTIAL_VARS = ("IRIS_CONNECTION_STRING", "IRIS_CLIENT_SECRET")
+
+iris_feed = dg.AssetSpec(
+    IRIS_FEED_KEY,
+    description=(
+        "IRIS messages as received from Elexon's Azure Service Bus queue by `iris-pipeline client`: one"
+        " file per message in spool/incoming/<DATASET>/, written durably before the message is completed."
+        " The client runs outside Dagster (one connection per queue); its status file feeds the check."
+    ),
+    group_name="iris_feed",
+    kinds={"azure"},
+)
+
+
+def build_client_health_check(settings: Settings) -> dg.AssetChecksDefinition:
+    max_silence_s = settings.client_max_silence_s
+
+    @dg.asset_check(
+        asset=IRIS_FEED_KEY,
+        name="client_health",
+        description=f"Fails when the IRIS client is down, disconnected, or silent for over {max_silence_s:.0f} s;"
+        " warns 30 days before the client secret expires.",
+    )
+    def client_health_check(spool: SpoolResource) -> dg.AssetCheckResult:
+        status = read_status(spool.root)
+        passed, description, metadata = client_health(status, dt.datetime.now(dt.timezone.utc), max_silence_s)
+        severity = dg.AssetCheckSeverity.ERROR
+        if status is None and not any(os.environ.get(var) for var in _CREDENTIAL_VARS):
+            severity = dg.AssetCheckSeverity.WARN
+            description += " (no IRIS credentials configured: `make dev` feeds the simulator instead)"
+        elif passed and "warning" in metadata:
+            passed, severity = False, dg.AssetCheckSeverity.WARN
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=severity,
+            description=description,
+            metadata={k: v for k, v in metadata.items() if v is not None},
+        )
+
+    return client_health_check

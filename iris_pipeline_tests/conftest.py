@@ -6,9 +6,7 @@ import pytest
 
 from iris_pipeline.spool import Spool
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
-
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
+from iris_pipeline_tests.dagster_process import REPO, VENV_BIN  # noqa: F401 - re-exported for tests
 
 
 def body(records, double_encoded=True) -> bytes:

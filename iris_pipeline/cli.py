@@ -20,7 +20,8 @@ def _ingest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     spool = Spool(settings.spool_dir)
     with open_warehouse(settings) as warehouse:
-        report = load_spool(spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files)
+        parallel = {} if args.workers is None else {"workers": args.workers, "parallel_min_files": 0}
+        report = load_spool(spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files, **parallel)
     print(report.summary())
     if args.prune_archive:
         removed = spool.prune_archive(settings.archive_retention_days)
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--dataset", action="append", help="only this dataset code (repeatable)")
     ingest.add_argument("--prune-archive", action="store_true", help="also delete archived files past retention")
     ingest.add_argument("--chunk-files", type=int, default=DEFAULT_CHUNK_FILES, help="files per transaction")
+    ingest.add_argument(
+        "--workers", type=int, default=None,
+        help="processes preparing chunks (0: none); default: one per CPU once 5,000+ files are pending",
+    )
     ingest.set_defaults(func=_ingest)
 
     query = sub.add_parser("query", help="run SQL against the warehouse (waits for a running load)")

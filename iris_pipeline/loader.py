@@ -136,7 +136,7 @@ def load_spool(
                 if committed:  # the many small renames go to the workers too
                     archiving.append(_submit(pool, _archive, str(spool.root), committed))
             for future in archiving:
-                _result(future)
+                future.result()
     report.seconds = time.monotonic() - started
     return report
 
@@ -200,11 +200,14 @@ def _plan_dataset(
 
 
 class _InProcess:
-    """The executor interface, run lazily in this process."""
+    """The executor interface, run right away in this process."""
 
     def submit(self, fn, *args) -> Future:
         future: Future = Future()
-        future.set_result(_Deferred(fn, args))
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
         return future
 
     def __enter__(self):
@@ -212,15 +215,6 @@ class _InProcess:
 
     def __exit__(self, *exc) -> None:
         pass
-
-
-@dataclass
-class _Deferred:
-    fn: Any
-    args: tuple
-
-    def __call__(self):
-        return self.fn(*self.args)
 
 
 def _pool(workers: int):
@@ -238,11 +232,6 @@ def _submit(pool, fn, *args) -> Future:
         return _InProcess().submit(fn, *args)
 
 
-def _result(future: Future) -> Any:
-    value = future.result()
-    return value() if isinstance(value, _Deferred) else value
-
-
 def _archive(spool_root: str, files: list[SpoolFile]) -> None:
     Spool(spool_root).archive_files(files)
 
@@ -253,7 +242,7 @@ def _prepared_in_order(tasks, pool, window: int) -> Iterator[tuple[_DatasetState
 
     def result(task, future) -> _Prepared:
         try:
-            return _result(future)
+            return future.result()
         except Exception as exc:  # a worker died or failed unexpectedly: this chunk stays in incoming/
             log.exception("preparing %s failed", task.dataset.code)
             return _Prepared([], None, {}, error=f"{type(exc).__name__}: {exc}"[:500])

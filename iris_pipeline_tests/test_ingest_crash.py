@@ -27,25 +27,32 @@ def _files_in_ledger(path):
         return wh.query("SELECT count(*) FROM iris_ingest_log")[0][0]
 
 
-def _ingest(env):
+def _ingest(env, workers=0):
     return subprocess.Popen(
-        [str(VENV_BIN / "iris-pipeline"), "ingest", "--chunk-files", "40"],
+        [str(VENV_BIN / "iris-pipeline"), "ingest", "--chunk-files", "40", "--workers", str(workers)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 
 
+def _moved_out(spool) -> int:
+    return sum(1 for _ in spool.archive.rglob("*.json"))
+
+
 def test_sigkill_at_random_points_then_rerun_is_exactly_once(spool, pipeline_env, warehouse_path):
     expected_rows = _fill(spool)
+    total = 3 * FILES_PER_DATASET
     rng = random.Random(20261128)
     killed_mid_way = 0
-    for _ in range(8):
-        proc = _ingest(pipeline_env)
-        time.sleep(rng.uniform(0.8, 2.0))
+    for round_ in range(6):
+        # Kill once a random share of what is left has been archived: mid-drain however fast the machine.
+        target = _moved_out(spool) + int(rng.uniform(0.02, 0.5) * (total - _moved_out(spool)))
+        proc = _ingest(pipeline_env, workers=round_ % 2 * 2)  # in-process and with worker processes
+        while proc.poll() is None and _moved_out(spool) < target:
+            time.sleep(0.001)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            loaded = _files_in_ledger(warehouse_path)
-            killed_mid_way += 0 < loaded < 3 * FILES_PER_DATASET
+            killed_mid_way += 0 < _files_in_ledger(warehouse_path) < total
         proc.wait(timeout=30)
     final = _ingest(pipeline_env)
     out, _ = final.communicate(timeout=120)

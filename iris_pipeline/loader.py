@@ -132,7 +132,7 @@ def load_spool(
         with _pool(workers if parallel else 0) as pool:
             archiving = []
             for state, task, prepared in _prepared_in_order(tasks, pool, window=2 * max(workers, 1)):
-                committed = _commit(spool, warehouse, state, task, prepared)
+                committed = _commit(warehouse, state, task, prepared)
                 if committed:  # the many small renames go to the workers too
                     archiving.append(_submit(pool, _archive, str(spool.root), committed))
             for future in archiving:
@@ -291,9 +291,7 @@ def _prepare_chunk(task: _Task) -> _Prepared:
     return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined)
 
 
-def _commit(
-    spool: Spool, warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared
-) -> list[SpoolFile]:
+def _commit(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared) -> list[SpoolFile]:
     """Commit a prepared chunk; return its files, now safe to archive."""
     report = state.report
     report.quarantine_reasons.update(prepared.quarantined)

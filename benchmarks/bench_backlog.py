@@ -99,7 +99,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="iris-bench-"))
     try:
         started = time.monotonic()
-        naive_bytes = build_spool(work / "naive", args.naive_files)
+        build_spool(work / "naive", args.naive_files)
         fast_bytes = build_spool(work / "fast", args.files)
         print(f"built spools in {time.monotonic() - started:.1f}s: {args.files:,} files ({fast_bytes / 2**20:.0f} MiB) "
               f"and {args.naive_files:,} files for the naive loader")

@@ -123,6 +123,7 @@ def load_spool(
     report = LoadReport()
     with spool.exclusive("ingest.lock"):
         spool.remove_stale_tmp()
+        create_registered_tables(warehouse, registry)
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
         tasks: list[tuple[_DatasetState, _Task]] = []
         for code in wanted:
@@ -139,6 +140,14 @@ def load_spool(
                 future.result()
     report.seconds = time.monotonic() - started
     return report
+
+
+def create_registered_tables(warehouse: Warehouse, registry: Registry) -> list[str]:
+    """Create the table of every registered dataset that has none yet, typed from the registry, so all
+    87 exist (and can be queried and joined) before their first message arrives."""
+    existing = warehouse.tables()
+    missing = {ds.table_name: {c.name: c.type for c in ds.columns} for ds in registry if ds.table_name not in existing}
+    return warehouse.ensure_tables(missing) if missing else []
 
 
 @dataclass

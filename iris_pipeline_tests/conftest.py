@@ -8,6 +8,8 @@ from iris_pipeline.spool import Spool
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from iris_pipeline_tests.dagster_process import REPO, VENV_BIN  # noqa: F401 - re-exported for tests
 
+pytest_plugins = ["iris_pipeline_tests.conftest_amqp"]  # the AMQP test broker fixtures
+
 
 def body(records, double_encoded=True) -> bytes:
     raw = orjson.dumps(records)

@@ -7,7 +7,6 @@ import subprocess
 
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from iris_pipeline_tests.conftest import VENV_BIN, body, freq_records
-from iris_pipeline_tests.conftest_amqp import make_amqp_broker  # noqa: F401
 
 QUEUE = "iris.end-to-end"
 

@@ -28,7 +28,6 @@ from iris_pipeline.iris_client import (
     read_status,
 )
 from iris_pipeline.spool import Spool
-from iris_pipeline_tests.conftest_amqp import amqp_broker, make_amqp_broker  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"

@@ -192,3 +192,11 @@ def test_drifting_field_across_parallel_chunks_is_reconciled(spool, warehouse):
     assert report.failed == {}
     assert warehouse.table_columns("bmrs_newcode_iris")["note"] == "STRING"
     assert warehouse.query("SELECT note, count(*) FROM bmrs_newcode_iris GROUP BY ALL ORDER BY ALL") == [("5", 4), ("text", 4)]
+
+
+def test_every_registered_table_exists_typed_before_its_first_message(spool, warehouse):
+    load_spool(spool, warehouse)  # an empty spool
+    registry = load_registry()
+    assert {ds.table_name for ds in registry} <= warehouse.tables()
+    remit = warehouse.table_columns("bmrs_remit_iris")
+    assert remit["outageProfile"] == "JSON" and rows(warehouse, "bmrs_remit_iris") == 0

@@ -42,12 +42,20 @@ class Warehouse(abc.ABC):
     """Typed tables of records plus the ledger of loaded files, written in one transaction."""
 
     @abc.abstractmethod
+    def tables(self) -> set[str]:
+        """Names of the tables (and views) in the target schema."""
+
+    @abc.abstractmethod
     def table_columns(self, table: str) -> dict[str, str] | None:
         """Column name → registry type (TIMESTAMP, DATE, INT64, FLOAT64, BOOL, STRING, JSON); None if absent."""
 
     @abc.abstractmethod
     def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
         """Create the table, or add missing columns and widen types. Returns the changes made."""
+
+    def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+        """ensure_table for several tables (a backend may do them in one go)."""
+        return [change for table, columns in tables.items() for change in self.ensure_table(table, columns)]
 
     @abc.abstractmethod
     def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
@@ -65,8 +73,9 @@ class Warehouse(abc.ABC):
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """Run read-only SQL (for checks and tests)."""
 
-    def close(self) -> None:  # pragma: no cover - trivial default
-        pass
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection (and, for DuckDB, the writer lock)."""
 
     def __enter__(self):
         return self

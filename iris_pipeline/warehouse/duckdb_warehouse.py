@@ -73,6 +73,10 @@ class DuckDBWarehouse(Warehouse):
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def tables(self) -> set[str]:
+        rows = self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
+        return {name for (name,) in rows.fetchall()}
+
     def table_columns(self, table: str) -> dict[str, str] | None:
         # Cached: while this object holds the file lock, only it changes tables (query() drops the cache).
         if table not in self._columns:
@@ -103,6 +107,19 @@ class DuckDBWarehouse(Warehouse):
                 changes.append(f"widened {col} {existing[col]} -> {col_type}")
             elif existing[col] != col_type and (existing[col], col_type) != ("FLOAT64", "INT64"):  # never narrow
                 raise WarehouseError(f"column {col!r} of {table} is {existing[col]}: cannot change it to {col_type}")
+        return changes
+
+    def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+        existing = self.tables()
+        self._columns.update({table: None for table in tables if table not in existing})
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            changes = super().ensure_tables(tables)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            self._columns.clear()
+            raise
         return changes
 
     def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:

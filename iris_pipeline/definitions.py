@@ -3,6 +3,7 @@
 import dagster as dg
 
 from iris_pipeline.config import Settings
+from iris_pipeline.defs.archive import build_archive_retention
 from iris_pipeline.defs.client import build_client_health_check, iris_feed
 from iris_pipeline.defs.iris_tables import build_iris_tables
 from iris_pipeline.defs.jobs import iris_health, iris_health_schedule, iris_ingest
@@ -14,12 +15,13 @@ from iris_pipeline.registry import load_registry
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     registry = load_registry()
+    prune_job, prune_schedule = build_archive_retention(settings.archive_retention_days)
     return dg.Definitions(
         assets=[iris_feed, build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
         asset_checks=[build_client_health_check(settings)],
-        jobs=[iris_ingest, iris_health],
+        jobs=[iris_ingest, iris_health, prune_job],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
-        schedules=[iris_health_schedule],
+        schedules=[iris_health_schedule, prune_schedule],
         resources=resources_from_env(settings),
     )
 

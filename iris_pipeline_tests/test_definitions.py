@@ -45,3 +45,21 @@ def test_module_level_defs_is_what_dagster_dev_loads(pipeline_env):
 
     module = importlib.import_module("iris_pipeline.definitions")
     assert isinstance(module.defs, dg.Definitions)
+
+
+def test_archive_prune_job_keeps_the_configured_days(pipeline_env, spool, monkeypatch):
+    import datetime as dt
+
+    from iris_pipeline.definitions import build_definitions
+
+    monkeypatch.setenv("IRIS_ARCHIVE_RETENTION_DAYS", "3")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for age in (0, 3, 4, 10):
+        day = spool.archive / "FREQ" / (today - dt.timedelta(days=age)).isoformat()
+        day.mkdir(parents=True)
+        (day / f"f{age}.json").write_bytes(b"[]")
+    job = build_definitions().resolve_job_def("iris_archive_prune")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(instance=instance).success
+    left = sorted(p.name for p in spool.archive.rglob("*.json"))
+    assert left == ["f0.json", "f3.json"]

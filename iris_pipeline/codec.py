@@ -25,8 +25,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "JSON": pa.string(),  # JSON text; the warehouse column is JSON
 }
 
-# Widening order for a column whose values outgrow its type (never narrows).
-_WIDER = {("INT64", "FLOAT64"): "FLOAT64", ("FLOAT64", "INT64"): "FLOAT64"}
 
 COLUMN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 META_COLUMNS = {"_source_file": "STRING", "_record_index": "INT64", "_ingested_at": "TIMESTAMP"}
@@ -94,16 +92,6 @@ def infer_type(values: Iterable[Any]) -> str | None:
         return "FLOAT64"
     if kinds == {str}:
         return "STRING"
-    return "JSON"
-
-
-def widen(current: str, wanted: str) -> str:
-    if current == wanted:
-        return current
-    if (current, wanted) in _WIDER:
-        return _WIDER[(current, wanted)]
-    if "JSON" in (current, wanted) or "STRING" in (current, wanted):
-        return current if current in ("STRING", "JSON") else "JSON"
     return "JSON"
 
 

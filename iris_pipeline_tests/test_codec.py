@@ -375,13 +375,9 @@ def test_no_records_gives_an_empty_table_with_the_declared_columns():
     assert converted.column_types == {"a": "INT64", "t": "TIMESTAMP"}
 
 
-def test_infer_type_and_widen():
+def test_infer_type():
     assert codec.infer_type([None, None]) is None
     assert codec.infer_type([True, None]) == "BOOL"
     assert codec.infer_type([1, 2]) == "INT64"
     assert codec.infer_type([1, 2.0]) == "FLOAT64"
     assert codec.infer_type([True, 1]) == "JSON"
-    assert codec.widen("INT64", "FLOAT64") == "FLOAT64"
-    assert codec.widen("FLOAT64", "INT64") == "FLOAT64"
-    assert codec.widen("STRING", "INT64") == "STRING"
-    assert codec.widen("BOOL", "INT64") == "JSON"

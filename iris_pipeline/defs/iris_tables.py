@@ -66,9 +66,9 @@ UNREGISTERED_SPEC = dg.AssetSpec(
 
 def codes_for_selection(registry: Registry, selected: set[dg.AssetKey], pending: list[str]) -> list[str]:
     """Dataset directories a run should drain, given its selected assets and what is pending."""
-    selected_codes = {asset_key(ds): ds.code for ds in registry if asset_key(ds) in selected}.values()
-    wanted = set(selected_codes)
-    return sorted(code for code in pending if code in wanted or (UNREGISTERED_KEY in selected and code not in registry))
+    wanted = {ds.code for ds in registry if asset_key(ds) in selected}
+    unregistered_wanted = UNREGISTERED_KEY in selected
+    return sorted(code for code in pending if code in wanted or (unregistered_wanted and code not in registry))
 
 
 def key_for_code(registry: Registry, code: str) -> dg.AssetKey:
@@ -84,7 +84,6 @@ def build_iris_tables(registry: Registry | None = None, max_lag_s: float = 300.0
         specs=[_spec(ds) for ds in registry] + [UNREGISTERED_SPEC],
         check_specs=table_check_specs(registry, UNREGISTERED_KEY, max_lag_s),
         can_subset=True,
-        op_tags={"iris_pipeline/warehouse_writer": "true"},
     )
     def iris_spool_loader(context: dg.AssetExecutionContext, spool: SpoolResource, warehouse: WarehouseResource):
         """Drain the selected datasets' pending spool files into their tables exactly once, then

@@ -28,11 +28,9 @@ from iris_pipeline.iris_client import (
     read_status,
 )
 from iris_pipeline.spool import Spool
+from iris_pipeline_tests.dagster_process import REPO, VENV_BIN
 
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = REPO / ".venv" / "bin" / "python"
-if not PYTHON.exists():
-    PYTHON = Path(sys.executable)
+PYTHON = VENV_BIN / "python" if (VENV_BIN / "python").exists() else Path(sys.executable)
 QUEUE = "iris.test-queue"
 
 

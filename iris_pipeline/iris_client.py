@@ -35,12 +35,12 @@ from typing import Any, Callable, Iterable, Mapping
 import orjson
 
 from iris_pipeline.codec import DecodeError, decode_body
+from iris_pipeline.config import ELEXON_TENANT_ID
 from iris_pipeline.registry import is_valid_dataset_code
 from iris_pipeline.spool import InvalidName, Spool, safe_file_name
 
 log = logging.getLogger(__name__)
 
-ELEXON_TENANT_ID = "4203b7a0-7773-4de5-b830-8b263a20426e"
 DEFAULT_NAMESPACE = "elexon-insights-iris"
 LOCK_FILE = "client.lock"
 STATUS_FILE = "client_status.json"

@@ -81,11 +81,6 @@ def start_cli(env: dict, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture
-def spool(tmp_path) -> Spool:
-    return Spool(tmp_path / "spool")
-
-
 # --- landing ---------------------------------------------------------------------------------
 def test_messages_land_byte_for_byte_and_decoded_equal(amqp_broker, spool):
     sent = {

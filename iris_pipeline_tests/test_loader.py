@@ -200,3 +200,32 @@ def test_every_registered_table_exists_typed_before_its_first_message(spool, war
     assert {ds.table_name for ds in registry} <= warehouse.tables()
     remit = warehouse.table_columns("bmrs_remit_iris")
     assert remit["outageProfile"] == "JSON" and rows(warehouse, "bmrs_remit_iris") == 0
+
+
+def test_a_worker_killed_mid_drain_costs_nothing(spool, warehouse):
+    """A worker that dies (OOM killer, an operator) breaks the pool: its chunks are prepared in-process."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from iris_pipeline import loader
+
+    for i in range(12):
+        spool.write_incoming("FREQ", f"FREQ_{i:02d}.json", body(freq_records(second=i)))
+    tasks = []
+    loader._plan_dataset(spool, warehouse, load_registry(), "FREQ", 3, tasks)
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("forkserver"))
+    with pool:
+        pool.submit(int).result()  # start the workers
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        prepared = [p for _, _, p in loader._prepared_in_order(tasks, pool, window=4)]
+    assert [p.error for p in prepared] == [None] * 4
+    assert sum(len(p.decoded) for p in prepared) == 12
+
+
+def test_column_types_only_ever_widen():
+    from iris_pipeline.warehouse.base import evolved_type
+
+    assert evolved_type(None, "STRING") == "STRING"
+    assert evolved_type("INT64", "FLOAT64") == evolved_type("FLOAT64", "INT64") == "FLOAT64"
+    assert evolved_type("STRING", "INT64") is None and evolved_type("BOOL", "JSON") is None

@@ -10,6 +10,7 @@ import dagster as dg
 
 from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
 from iris_pipeline.defs.resources import SpoolResource, WarehouseResource
+from iris_pipeline.health import DEFAULT_MAX_LAG_S
 from iris_pipeline.loader import DatasetReport, LoadReport, load_spool
 from iris_pipeline.registry import Dataset, Registry, load_registry
 
@@ -76,7 +77,7 @@ def key_for_code(registry: Registry, code: str) -> dg.AssetKey:
     return asset_key(dataset) if dataset else UNREGISTERED_KEY
 
 
-def build_iris_tables(registry: Registry | None = None, max_lag_s: float = 300.0) -> dg.AssetsDefinition:
+def build_iris_tables(registry: Registry | None = None, max_lag_s: float = DEFAULT_MAX_LAG_S) -> dg.AssetsDefinition:
     registry = registry or load_registry()
 
     @dg.multi_asset(

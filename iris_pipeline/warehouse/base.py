@@ -25,6 +25,16 @@ def identifier(name: str) -> str:
     return f'"{name}"'
 
 
+def evolved_type(existing: str | None, incoming: str) -> str | None:
+    """A column's type once values of type `incoming` are stored in it: INT64 and FLOAT64 meet at
+    FLOAT64 (never narrowed), a new column takes `incoming`, any other change is refused (None)."""
+    if existing is None or existing == incoming:
+        return incoming
+    if {existing, incoming} == {"INT64", "FLOAT64"}:
+        return "FLOAT64"
+    return None
+
+
 @dataclass(frozen=True)
 class LoadedFile:
     name: str

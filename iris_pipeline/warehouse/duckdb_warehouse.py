@@ -20,6 +20,7 @@ from iris_pipeline.warehouse.base import (
     TableFreshness,
     Warehouse,
     WarehouseError,
+    evolved_type,
     identifier,
 )
 
@@ -57,8 +58,8 @@ class DuckDBWarehouse(Warehouse):
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor: a DuckDB connection object must not be shared between threads, but
-        cursors of one database may work at once (the loader commits while it reads the next chunk)."""
+        """This thread's cursor: a DuckDB connection object must not be shared between threads, so each
+        thread using this warehouse gets its own cursor on the one database."""
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self._db.cursor()
@@ -99,14 +100,16 @@ class DuckDBWarehouse(Warehouse):
             return [f"created {table} with {len(columns)} columns"]
         changes = []
         for col, col_type in columns.items():
-            if col not in existing:
-                self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[col_type]}")
-                changes.append(f"added {col} {col_type}")
-            elif (existing[col], col_type) == ("INT64", "FLOAT64"):
-                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[col_type]}")
-                changes.append(f"widened {col} {existing[col]} -> {col_type}")
-            elif existing[col] != col_type and (existing[col], col_type) != ("FLOAT64", "INT64"):  # never narrow
-                raise WarehouseError(f"column {col!r} of {table} is {existing[col]}: cannot change it to {col_type}")
+            current = existing.get(col)
+            target = evolved_type(current, col_type)
+            if target is None:
+                raise WarehouseError(f"column {col!r} of {table} is {current}: cannot change it to {col_type}")
+            if current is None:
+                self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[target]}")
+                changes.append(f"added {col} {target}")
+            elif target != current:
+                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[target]}")
+                changes.append(f"widened {col} {current} -> {target}")
         return changes
 
     def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:

@@ -13,7 +13,9 @@ from iris_pipeline.loader import DEFAULT_CHUNK_FILES
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from iris_pipeline.loader import load_spool
+    from iris_pipeline.loader import load_spool, without_pandas
+
+    without_pandas()
     from iris_pipeline.spool import Spool
     from iris_pipeline.warehouse import open_warehouse
 
@@ -21,7 +23,10 @@ def _ingest(args: argparse.Namespace) -> int:
     spool = Spool(settings.spool_dir)
     with open_warehouse(settings) as warehouse:
         parallel = {} if args.workers is None else {"workers": args.workers, "parallel_min_files": 0}
-        report = load_spool(spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files, **parallel)
+        report = load_spool(
+            spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files,
+            max_message_bytes=settings.max_message_bytes, **parallel,
+        )
     print(report.summary())
     if args.prune_archive:
         removed = spool.prune_archive(settings.archive_retention_days)

@@ -7,8 +7,9 @@ type is inferred from JSON value kinds only (bool, int, float, string, nested â†
 
 from __future__ import annotations
 
+import codecs
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
@@ -40,11 +41,12 @@ class ConversionError(ValueError):
 
 def decode_body(body: bytes) -> list[dict[str, Any]]:
     """Records of an IRIS message body: a JSON array, a JSON string holding one, or one object."""
+    body = body.removeprefix(codecs.BOM_UTF8)
     if not body.strip():
         raise DecodeError("empty file")
     value = _loads(body, "body")
     if isinstance(value, str):
-        value = _loads(value.encode("utf-8"), "double-encoded body")
+        value = _loads(value.removeprefix("\ufeff").encode("utf-8"), "double-encoded body")
     if isinstance(value, dict):
         return [value]
     if not isinstance(value, list):
@@ -77,6 +79,7 @@ def _loads(data: bytes, what: str) -> Any:
 class Converted:
     table: pa.Table
     column_types: dict[str, str]  # every column in the table (meta columns excluded), final types
+    unmapped_fields: list[str] = field(default_factory=list)  # names kept in UNMAPPED_COLUMN
 
 
 def infer_type(values: Iterable[Any]) -> str | None:
@@ -95,38 +98,74 @@ def infer_type(values: Iterable[Any]) -> str | None:
     return "JSON"
 
 
+UNMAPPED_COLUMN = "_unmapped_fields"  # JSON object of the fields whose names cannot be columns
+
+
 def to_records_table(
     records: Sequence[Mapping[str, Any]],
-    known_types: Mapping[str, str],
+    declared: Mapping[str, str],
     source_files: pa.Array,
     record_indexes: pa.Array,
     ingested_at: pa.Scalar,
+    existing: Iterable[str] = (),
 ) -> Converted:
-    """Arrow table of `records` with `known_types` (registry + table) and new columns for unknown fields."""
-    names: dict[str, None] = dict.fromkeys(known_types)
-    folded = {name.lower(): name for name in names}  # warehouse column names are case-insensitive
+    """Arrow table of `records`: `declared` (registry) fields strictly typed, other fields as new columns
+    typed by their JSON value kinds alone (so that how messages were batched never changes a type; the
+    loader widens a table's column to meet them, see `warehouse.base.evolved_type`).
+
+    A field that is null in every record gets no column: nulls must not lock in a type. A field whose name
+    cannot be a column (not an identifier, or only its case differs from a column in `existing`, the
+    table's columns, or from an earlier field) goes into one JSON object column, `_unmapped_fields`.
+    """
+    names: dict[str, None] = dict.fromkeys(declared)
+    folded = {name.lower(): name for name in names} | {name.lower(): name for name in existing}
+    unmapped: dict[str, None] = {}
     for record in records:
         if not record.keys() <= names.keys():
-            for name in record.keys() - names.keys():
-                if not COLUMN_NAME_RE.fullmatch(name) or name in META_COLUMNS:
-                    raise ConversionError(f"field name {name[:60]!r} cannot be a column name")
-                other = folded.setdefault(name.lower(), name)
-                if other != name:
-                    raise ConversionError(f"field name {name!r} cannot be a column name: only its case differs from {other!r}")
-            names.update(dict.fromkeys(record))
-    arrays, types = [], {}
+            for name in record.keys() - names.keys() - unmapped.keys():
+                if COLUMN_NAME_RE.fullmatch(name) and folded.setdefault(name.lower(), name) == name:
+                    names[name] = None
+                else:
+                    unmapped[name] = None
+    arrays, types, kept = [], {}, []
     columns = _columns(records, names)
     for name in names:
         values = columns[name]
-        declared = known_types.get(name)
-        col_type = declared or infer_type(values) or "STRING"
-        array, col_type = _column(name, values, col_type, unknown=declared is None)
+        col_type = declared.get(name) or infer_type(values)
+        if col_type is None:
+            continue  # only nulls so far: an absent column reads as NULL all the same
+        array, col_type = _column(name, values, col_type, unknown=name not in declared)
         arrays.append(array)
         types[name] = col_type
+        kept.append(name)
+    if unmapped:
+        arrays.append(_json([{k: r[k] for k in unmapped if k in r} or None for r in records]))
+        types[UNMAPPED_COLUMN] = "JSON"
+        kept.append(UNMAPPED_COLUMN)
     n = len(records)
     meta = [source_files, record_indexes, pa.repeat(ingested_at, n) if n else pa.array([], ARROW_TYPES["TIMESTAMP"])]
-    table = pa.Table.from_arrays(arrays + meta, names=list(names) + list(META_COLUMNS))
-    return Converted(table, types)
+    table = pa.Table.from_arrays(arrays + meta, names=kept + list(META_COLUMNS))
+    return Converted(table, types, sorted(unmapped))
+
+
+def conform(converted: Converted, target: Mapping[str, str]) -> pa.Table:
+    """`converted.table` with each column cast to its `target` type, a widening of the chunk's own
+    (INT64 to FLOAT64, or anything to JSON text): an earlier chunk may have widened the table's column."""
+    table = converted.table
+    for name, have in converted.column_types.items():
+        want = target.get(name, have)
+        if want == have:
+            continue
+        index = table.column_names.index(name)
+        column = table.column(index)
+        if want == "FLOAT64":
+            array = column.cast(pa.float64())
+        elif want == "JSON":
+            array = _json(column.to_pylist())
+        else:
+            raise ConversionError(f"column {name!r}: cannot store {have} values as {want}")
+        table = table.set_column(index, name, array)
+    return table
 
 
 def _columns(records: Sequence[Mapping[str, Any]], names: Mapping[str, None]) -> dict[str, Sequence[Any]]:
@@ -177,15 +216,20 @@ _FRACTION_BEYOND_US = r"(\.\d{6})\d+"
 _NO_ZONE = r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)$"
 
 
-def _timestamps(values: list[Any]) -> pa.Array:
+def _empty_as_null(values: list[Any]) -> pa.Array:
     strings = pa.array(values, pa.string())
+    return pc.if_else(pc.equal(strings, ""), pa.scalar(None, pa.string()), strings)
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    strings = _empty_as_null(values)  # "" is how some senders say "no time"
     strings = pc.replace_substring_regex(strings, _FRACTION_BEYOND_US, r"\1")
     strings = pc.replace_substring_regex(strings, _NO_ZONE, r"\1Z")  # Elexon instants are UTC
     return strings.cast(ARROW_TYPES["TIMESTAMP"])
 
 
 def _dates(values: list[Any]) -> pa.Array:
-    strings = pc.replace_substring_regex(pa.array(values, pa.string()), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
+    strings = pc.replace_substring_regex(_empty_as_null(values), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
     return strings.cast(pa.date32())
 
 

@@ -23,6 +23,7 @@ class Settings:
     archive_retention_days: int = 7
     freshness_minutes: float = 5.0
     client_max_silence_s: float = 600.0
+    max_message_bytes: int = 64 * 1024 * 1024  # real IRIS messages are a few KB, rarely several MB
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -43,4 +44,18 @@ class Settings:
             archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),
             freshness_minutes=float(env.get("IRIS_FRESHNESS_MINUTES", "5")),
             client_max_silence_s=float(env.get("IRIS_CLIENT_MAX_SILENCE_SECONDS", "600")),
+            max_message_bytes=_positive_int(env, "IRIS_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
         )
+
+
+def _positive_int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of bytes, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value}")
+    return value

@@ -19,11 +19,8 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
@@ -34,11 +31,14 @@ from iris_pipeline import codec
 from iris_pipeline.registry import Dataset, Registry, load_registry
 from iris_pipeline.spool import Spool, SpoolFile
 from iris_pipeline.warehouse.base import LoadedFile, Warehouse, evolved_type
+from iris_pipeline.workers import InProcess, WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_FILES = 2000
 PARALLEL_MIN_FILES = 5000
+# Real IRIS messages are a few KB, rarely several MB; a bigger file is not read into memory at all.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -54,6 +54,7 @@ class DatasetReport:
     schema_changes: list[str] = field(default_factory=list)
     oldest_file_age_s: float | None = None
     error: str | None = None
+    archive_error: str | None = None  # loaded, but not yet moved to archive/ (done by the next run)
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -64,7 +65,7 @@ class DatasetReport:
             "lag_seconds": round(self.oldest_file_age_s or 0.0, 1),
             "registered": self.registered,
             "schema_changes": "; ".join(self.schema_changes) or "none",
-        }
+        } | ({"archive_error": self.archive_error} if self.archive_error else {})
 
 
 @dataclass
@@ -93,6 +94,7 @@ class LoadReport:
             f"{code:<12} files={r.files_loaded:<7} rows={r.rows_loaded:<9} dup={r.files_already_loaded:<5}"
             f" quarantined={r.files_quarantined:<4}{' UNREGISTERED' if not r.registered else ''}"
             f"{' ERROR: ' + r.error if r.error else ''}"
+            f"{' NOT ARCHIVED: ' + r.archive_error if r.archive_error else ''}"
             for code, r in sorted(self.datasets.items())
         ]
         rate = self.files_loaded / self.seconds if self.seconds else 0.0
@@ -112,12 +114,14 @@ def load_spool(
     chunk_files: int = DEFAULT_CHUNK_FILES,
     workers: int | None = None,
     parallel_min_files: int = PARALLEL_MIN_FILES,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> LoadReport:
     """Load every pending file (or those of `datasets`) and return what happened per dataset.
 
     A dataset that fails (warehouse error, say) is reported and left in incoming/ for the next run;
     the others go on. `workers` (default: CPU count) prepare chunks when at least
-    `parallel_min_files` files are pending; 0 keeps everything in this process.
+    `parallel_min_files` files are pending; 0 keeps everything in this process. Files larger than
+    `max_message_bytes` are quarantined unread.
     """
     registry = registry or load_registry()
     started = time.monotonic()
@@ -128,7 +132,7 @@ def load_spool(
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
         tasks: list[tuple[_DatasetState, _Task]] = []
         for code in wanted:
-            report.datasets[code] = _plan_dataset(spool, warehouse, registry, code, chunk_files, tasks)
+            report.datasets[code] = _plan_dataset(spool, warehouse, registry, code, chunk_files, tasks, max_message_bytes)
         workers = (os.cpu_count() or 1) if workers is None else workers
         parallel = workers > 0 and sum(len(t.files) for _, t in tasks) >= parallel_min_files
         with _pool(workers if parallel else 0) as pool:
@@ -136,9 +140,13 @@ def load_spool(
             for state, task, prepared in _prepared_in_order(tasks, pool, window=2 * max(workers, 1)):
                 committed = _commit(warehouse, state, task, prepared)
                 if committed:  # the many small renames go to the workers too
-                    archiving.append(_submit(pool, _archive, str(spool.root), committed))
-            for future in archiving:
-                future.result()
+                    archiving.append((state.report, pool.submit(_archive, str(spool.root), committed)))
+            for ds_report, future in archiving:
+                try:
+                    future.result()
+                except Exception as exc:  # the rows are committed: the next run archives them (ledger)
+                    log.error("archiving %s failed after its commit: %s", ds_report.dataset, exc)
+                    ds_report.archive_error = f"{type(exc).__name__}: {exc}"[:500]
     report.seconds = time.monotonic() - started
     return report
 
@@ -163,7 +171,8 @@ class _Task:
     spool_root: str
     dataset: Dataset
     files: list[SpoolFile]
-    known: dict[str, str]
+    existing: tuple[str, ...]  # the table's columns when planned (for case clashes)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -176,7 +185,7 @@ class _Prepared:
 
 def _plan_dataset(
     spool: Spool, warehouse: Warehouse, registry: Registry, code: str, chunk_files: int,
-    tasks: list[tuple[_DatasetState, _Task]],
+    tasks: list[tuple[_DatasetState, _Task]], max_message_bytes: int = 0,
 ) -> DatasetReport:
     """The dataset's report, after queueing its chunks as tasks."""
     try:
@@ -200,46 +209,37 @@ def _plan_dataset(
             spool.archive_files([f for f in files if f.name in already])
             report.files_already_loaded += len(already)
             files = [f for f in files if f.name not in already]
-        known = {c.name: c.type for c in dataset.columns} | columns
+        existing = tuple(columns)
         for start in range(0, len(files), chunk_files):
-            tasks.append((state, _Task(str(spool.root), dataset, files[start : start + chunk_files], known)))
+            chunk = files[start : start + chunk_files]
+            tasks.append((state, _Task(str(spool.root), dataset, chunk, existing, max_message_bytes)))
     except Exception as exc:  # one dataset's failure must not block the others
         log.exception("dataset %s failed", code)
         report.error = f"{type(exc).__name__}: {exc}"[:500]
     return report
 
 
-class _InProcess:
-    """The executor interface, run right away in this process."""
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
+def _pool(workers: int) -> InProcess | WorkerPool:
+    return WorkerPool(workers, initializer=without_pandas) if workers > 0 else InProcess()
 
 
-def _pool(workers: int):
-    if workers <= 0:
-        return _InProcess()
-    # forkserver: never fork a process that holds an open DuckDB database and its threads.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+def without_pandas() -> None:
+    """Keep pandas out of a loader process. pyarrow imports it on first use, to recognise DataFrames
+    (0.4–0.8 s per process, measured); the loader never hands it one. Only for processes that run
+    nothing else: where pandas is already imported this changes nothing."""
+    import sys
+
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
-def _submit(pool, fn, *args) -> Future:
-    try:
-        return pool.submit(fn, *args)
-    except RuntimeError:  # the pool broke (a worker was killed): go on in this process
-        log.warning("worker pool unavailable; going on in-process")
-        return _InProcess().submit(fn, *args)
+class _NoPandas:
+    """An import finder that says pandas is not installed (pyarrow then skips its pandas support)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is kept out of loader processes")
+        return None
 
 
 def _archive(spool_root: str, files: list[SpoolFile]) -> None:
@@ -251,17 +251,17 @@ def _prepared_in_order(tasks, pool, window: int) -> Iterator[tuple[_DatasetState
     in_flight: collections.deque = collections.deque()
 
     def result(task, future) -> _Prepared:
-        try:
+        try:  # a worker that dies (killed, out of memory) costs only a rerun of its chunk
             return future.result()
-        except BrokenProcessPool:  # a worker died (killed, out of memory): prepare this chunk here
-            log.warning("a loader worker died; preparing %s in-process", task.dataset.code)
+        except WorkerDied as exc:  # its workers kept dying (OOM killer, an operator): do it here
+            log.warning("preparing %s: %s; preparing it in this process", task.dataset.code, exc)
             return _prepare(task)
         except Exception as exc:  # preparing failed unexpectedly: this chunk stays in incoming/
             log.exception("preparing %s failed", task.dataset.code)
             return _Prepared([], None, {}, error=f"{type(exc).__name__}: {exc}"[:500])
 
     for state, task in tasks:
-        in_flight.append((state, task, _submit(pool, _prepare, task)))
+        in_flight.append((state, task, pool.submit(_prepare, task)))
         if len(in_flight) >= window:
             state0, task0, future0 = in_flight.popleft()
             yield state0, task0, result(task0, future0)
@@ -293,14 +293,21 @@ def _prepare_chunk(task: _Task) -> _Prepared:
     spool = Spool(task.spool_root)
     quarantined: dict[str, str] = {}
     decoded: list[tuple[SpoolFile, list[dict[str, Any]]]] = []
+    limit = task.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
     for f in task.files:
+        if f.size > limit:
+            _quarantine(spool, f, f"message is {f.size:,} bytes, above IRIS_MAX_MESSAGE_BYTES={limit:,}", quarantined)
+            continue
         try:
             decoded.append((f, codec.decode_body(_read(f))))
         except codec.DecodeError as exc:
             _quarantine(spool, f, str(exc), quarantined)
         except FileNotFoundError:
             continue  # moved by an operator since listing; nothing of ours to do
-    converted, decoded = _convert_isolating_bad_files(spool, decoded, task.known, quarantined)
+        except OSError as exc:  # unreadable (permissions, I/O error): it must not hold back the others
+            _quarantine(spool, f, f"cannot read the file: {exc}", quarantined)
+    declared = {c.name: c.type for c in task.dataset.columns}
+    converted, decoded = _convert_isolating_bad_files(spool, decoded, declared, task.existing, quarantined)
     return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined)
 
 
@@ -314,22 +321,28 @@ def _commit(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _
     if report.error or not prepared.decoded:
         return []  # after a failed chunk, the rest of the dataset stays in incoming/ for the next run
     try:
-        if _conflicts(state.columns, prepared.converted.column_types):
-            # Prepared before an earlier chunk added this column with another type: redo it here,
-            # knowing the table as it is now.
-            prepared = _prepare(replace(task, known=task.known | state.columns))
+        if _case_clash(state.columns, prepared.converted.column_types):
+            # Prepared before an earlier chunk added the same field spelt otherwise: redo it here,
+            # knowing the table as it is now, so the first spelling stays the column.
+            prepared = _prepare(replace(task, existing=tuple(state.columns)))
             report.quarantine_reasons.update(prepared.quarantined)
             report.files_quarantined += len(prepared.quarantined)
             if not prepared.decoded:
                 return []
-        types = prepared.converted.column_types
-        report.schema_changes += warehouse.ensure_table(state.dataset.table_name, types)
-        for column, col_type in types.items():
+        converted = prepared.converted
+        if converted.unmapped_fields:
+            note = f"fields kept in {codec.UNMAPPED_COLUMN} (not valid column names): {', '.join(converted.unmapped_fields)[:200]}"
+            log.warning("%s: %s", state.dataset.code, note)
+            if note not in report.schema_changes:
+                report.schema_changes.append(note)
+        report.schema_changes += warehouse.ensure_table(state.dataset.table_name, converted.column_types)
+        for column, col_type in converted.column_types.items():
             state.columns[column] = evolved_type(state.columns.get(column), col_type)
+        rows = codec.conform(converted, state.columns)
         loaded = warehouse.append(
             state.dataset.code,
             state.dataset.table_name,
-            prepared.converted.table,
+            rows,
             [LoadedFile(f.name, rows) for f, rows in prepared.decoded],
         )
         report.files_loaded += len(loaded)
@@ -342,8 +355,9 @@ def _commit(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _
         return []
 
 
-def _conflicts(table: dict[str, str], chunk: dict[str, str]) -> bool:
-    return any(evolved_type(table.get(name), t) is None for name, t in chunk.items())
+def _case_clash(table: dict[str, str], chunk: dict[str, str]) -> bool:
+    folded = {name.lower(): name for name in table}
+    return any(folded.get(name.lower(), name) != name for name in chunk)
 
 
 def _read(f: SpoolFile) -> bytes:
@@ -358,24 +372,24 @@ def _read(f: SpoolFile) -> bytes:
         os.close(fd)
 
 
-def _convert_isolating_bad_files(spool, decoded, known, quarantined):
+def _convert_isolating_bad_files(spool, decoded, declared, existing, quarantined):
     """Convert a chunk at once; if it fails, find and quarantine the offending files, keep the rest."""
     if not decoded:
         return None, []
     try:
-        return _convert(decoded, known), decoded
+        return _convert(decoded, declared, existing), decoded
     except codec.ConversionError:
         good = []
         for f, records in decoded:
             try:
-                _convert([(f, records)], known)
+                _convert([(f, records)], declared, existing)
                 good.append((f, records))
             except codec.ConversionError as exc:
                 _quarantine(spool, f, str(exc), quarantined)
-        return (_convert(good, known), good) if good else (None, [])
+        return (_convert(good, declared, existing), good) if good else (None, [])
 
 
-def _convert(decoded: list[tuple[SpoolFile, list[dict[str, Any]]]], known: dict[str, str]) -> codec.Converted:
+def _convert(decoded: list[tuple[SpoolFile, list[dict[str, Any]]]], declared: dict[str, str], existing) -> codec.Converted:
     counts = np.fromiter((len(records) for _, records in decoded), dtype=np.int64, count=len(decoded))
     file_of_row = np.repeat(np.arange(len(decoded)), counts)
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -383,7 +397,9 @@ def _convert(decoded: list[tuple[SpoolFile, list[dict[str, Any]]]], known: dict[
     names = pa.array([f.name for f, _ in decoded], pa.string())
     records = [r for _, recs in decoded for r in recs]
     now = pa.scalar(dt.datetime.now(dt.timezone.utc), codec.ARROW_TYPES["TIMESTAMP"])
-    return codec.to_records_table(records, known, names.take(pa.array(file_of_row)), pa.array(record_index), now)
+    return codec.to_records_table(
+        records, declared, names.take(pa.array(file_of_row)), pa.array(record_index), now, existing
+    )
 
 
 def _quarantine(spool: Spool, f: SpoolFile, reason: str, reasons: dict[str, str]) -> None:
@@ -392,4 +408,7 @@ def _quarantine(spool: Spool, f: SpoolFile, reason: str, reasons: dict[str, str]
         spool.quarantine_file(f, reason)
     except FileNotFoundError:
         return
+    except OSError as exc:  # cannot even be moved: say so, and let the rest of the chunk load
+        log.error("cannot quarantine %s/%s (%s): %s", f.dataset, f.name, reason, exc)
+        reason = f"{reason}; and it could not be moved to quarantine/: {exc}"
     reasons[f.name] = reason

@@ -150,6 +150,8 @@ class Registry:
         registered dataset's (e.g. "boalf" vs "BOALF"): that table is typed and must not be shared.
         """
         validate_dataset_code(code)
+        if code != code.upper():  # else "NEWDS" and "NewDs" would share one table
+            raise ValueError(f"dataset code {code!r} is not upper case, as every IRIS code is")
         owner = self._by_table.get(table_name_for(code))
         if owner is not None and owner.code != code:
             raise ValueError(f"dataset code {code!r} collides with registered dataset {owner.code!r}")

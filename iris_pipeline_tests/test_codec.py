@@ -230,10 +230,10 @@ def test_unknown_field_with_mixed_kinds_becomes_json(values):
     assert [orjson.loads(s) for s in stored[:-1]] == values
 
 
-def test_unknown_field_that_is_always_null_is_a_nullable_string_column():
-    converted = convert([{"a": None}, {}])
-    assert converted.column_types["a"] == "STRING"
-    assert column(converted, "a") == [None, None]
+def test_unknown_field_that_is_always_null_gets_no_column_yet():
+    """Nulls must not lock in a type: the column is made when a value arrives (NULL reads the same)."""
+    converted = convert([{"a": None, "b": 1}, {"b": 2}])
+    assert "a" not in converted.column_types and "a" not in converted.table.column_names
 
 
 def test_unknown_field_first_seen_in_a_later_record():
@@ -330,17 +330,30 @@ def test_string_in_a_bool_field_raises():
     "name",
     ['a"; drop table x; --', "a b", "", "1abc", "_source_file", "_private", "naïve", "x" * 129, "abc\n", "a-b"],
 )
-def test_unsafe_field_name_raises(name):
-    with pytest.raises(ConversionError, match="cannot be a column name"):
-        convert([{"ok": 1, name: 2}], {"ok": "INT64"})
+def test_a_field_name_that_cannot_be_a_column_is_kept_in_unmapped_fields(name):
+    """The message keeps its other fields; the odd one is kept, as JSON, not lost and not SQL."""
+    converted = convert([{"ok": 1, name: 2}, {"ok": 3}], {"ok": "INT64"})
+    assert column(converted, "ok") == [1, 3]
+    assert converted.unmapped_fields == [name]
+    assert converted.column_types[codec.UNMAPPED_COLUMN] == "JSON"
+    assert [None if v is None else orjson.loads(v) for v in column(converted, codec.UNMAPPED_COLUMN)] == [{name: 2}, None]
+    assert set(converted.table.column_names) == {"ok", codec.UNMAPPED_COLUMN, *codec.META_COLUMNS}
 
 
-def test_field_names_differing_only_in_case_are_refused():
-    # DuckDB and BigQuery column names are case-insensitive: such a batch could never be stored.
-    with pytest.raises(ConversionError, match="bmUnit"):
-        convert([{"bmUnit": "A", "BMUnit": "B"}], {"bmUnit": "STRING"})
-    with pytest.raises(ConversionError, match="(?i)case"):
-        convert([{"newField": 1}, {"NEWFIELD": 2}])
+def test_field_names_differing_only_in_case_keep_the_first_as_the_column():
+    # DuckDB and BigQuery column names are case-insensitive: the later spelling goes to unmapped fields.
+    converted = convert([{"bmUnit": "A", "BMUnit": "B"}], {"bmUnit": "STRING"})
+    assert column(converted, "bmUnit") == ["A"] and converted.unmapped_fields == ["BMUnit"]
+    converted = convert([{"newField": 1}, {"NEWFIELD": 2}])
+    assert column(converted, "newField") == [1, None] and converted.unmapped_fields == ["NEWFIELD"]
+
+
+def test_a_field_whose_case_differs_from_an_existing_column_is_unmapped():
+    converted = codec.to_records_table(
+        [{"NewField": 5}], {}, pa.array(["f"], pa.string()), pa.array([0]),
+        pa.scalar(INGESTED_AT, codec.ARROW_TYPES["TIMESTAMP"]), existing=["newField"],
+    )
+    assert converted.unmapped_fields == ["NewField"] and "NewField" not in converted.column_types
 
 
 def test_valid_camel_case_names_are_accepted():
@@ -381,3 +394,20 @@ def test_infer_type():
     assert codec.infer_type([1, 2]) == "INT64"
     assert codec.infer_type([1, 2.0]) == "FLOAT64"
     assert codec.infer_type([True, 1]) == "JSON"
+
+
+# --- input quirks ------------------------------------------------------------------------------------
+
+def test_a_utf8_bom_is_accepted():
+    assert codec.decode_body(b"\xef\xbb\xbf" + orjson.dumps([{"a": 1}])) == [{"a": 1}]
+    double = orjson.dumps("\ufeff" + orjson.dumps([{"a": 2}]).decode())
+    assert codec.decode_body(b"\xef\xbb\xbf" + double) == [{"a": 2}]
+
+
+def test_an_empty_string_in_a_date_or_timestamp_field_is_null():
+    converted = convert(
+        [{"timeFrom": "", "settlementDate": ""}, {"timeFrom": "2025-01-01T00:00:00Z", "settlementDate": "2025-01-01"}],
+        {"timeFrom": "TIMESTAMP", "settlementDate": "DATE"},
+    )
+    assert column(converted, "timeFrom")[0] is None and column(converted, "settlementDate")[0] is None
+    assert column(converted, "settlementDate")[1] == dt.date(2025, 1, 1)

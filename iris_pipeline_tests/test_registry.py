@@ -149,8 +149,15 @@ def test_unregistered(registry):
     assert ds.columns == () and ds.key_kind == "record" and ds.cadence_seconds == 3600
     assert ds.table_name == "bmrs_newthing_iris"
     assert registry.resolve("NEWTHING") == ds and registry.resolve("BOALF") is registry["BOALF"]
-    with pytest.raises(ValueError, match="collides"):
+    with pytest.raises(ValueError, match="not upper case"):
         registry.unregistered("boalf")
+
+
+def test_unregistered_codes_differing_only_in_case_never_share_a_table(registry):
+    assert registry.unregistered("NEWDS").table_name == "bmrs_newds_iris"
+    for code in ("NewDs", "newds"):
+        with pytest.raises(ValueError, match="not upper case"):
+            registry.resolve(code)
 
 
 def test_registry_module_is_framework_free():

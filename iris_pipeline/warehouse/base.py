@@ -25,14 +25,18 @@ def identifier(name: str) -> str:
     return f'"{name}"'
 
 
-def evolved_type(existing: str | None, incoming: str) -> str | None:
-    """A column's type once values of type `incoming` are stored in it: INT64 and FLOAT64 meet at
-    FLOAT64 (never narrowed), a new column takes `incoming`, any other change is refused (None)."""
+def evolved_type(existing: str | None, incoming: str) -> str:
+    """A column's type once values of type `incoming` are stored in it: the least type that holds both.
+
+    INT64 and FLOAT64 meet at FLOAT64; any other two different types meet at JSON (a 5 and an "n/a"
+    become the JSON texts 5 and "n/a"). Types only ever widen, and the result does not depend on the
+    order values arrive in, so how messages were batched never changes a table.
+    """
     if existing is None or existing == incoming:
         return incoming
     if {existing, incoming} == {"INT64", "FLOAT64"}:
         return "FLOAT64"
-    return None
+    return "JSON"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ SQL_TYPES = {
     "JSON": "JSON",
 }
 _FROM_SQL = {v: k for k, v in SQL_TYPES.items()} | {"TIMESTAMP WITH TIME ZONE": "TIMESTAMP"}
+_META_TYPES = {"_source_file": "STRING", "_record_index": "INT64", "_ingested_at": "TIMESTAMP"}
 _META_SQL = '"_source_file" VARCHAR NOT NULL, "_record_index" BIGINT NOT NULL, "_ingested_at" TIMESTAMPTZ NOT NULL'
 
 
@@ -44,7 +45,8 @@ class DuckDBWarehouse(Warehouse):
         self._lock_fd = _acquire_lock(self.path.with_name(self.path.name + ".lock"), lock_timeout_s)
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._columns: dict[str, dict[str, str] | None] = {}
+        self._columns: dict[str, dict[str, str]] = {}
+        self._columns_loaded = False
         try:
             # Checkpoint at close rather than every 16 MB of WAL: a drain commits once per chunk.
             self._db = duckdb.connect(str(self.path), config={"checkpoint_threshold": "1GB"})
@@ -79,49 +81,52 @@ class DuckDBWarehouse(Warehouse):
         return {name for (name,) in rows.fetchall()}
 
     def table_columns(self, table: str) -> dict[str, str] | None:
-        # Cached: while this object holds the file lock, only it changes tables (query() drops the cache).
-        if table not in self._columns:
+        # Cached, and read for every table at once (a drain asks for dozens): while this object holds
+        # the file lock only it changes tables, and query() drops the cache.
+        if not self._columns_loaded:
             rows = self.con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-                [table],
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
             ).fetchall()
-            self._columns[table] = {name: _FROM_SQL.get(sql_type, "STRING") for name, sql_type in rows} or None
-        columns = self._columns[table]
+            self._columns.clear()
+            for name, column, sql_type in rows:
+                self._columns.setdefault(name, {})[column] = _FROM_SQL.get(sql_type, "STRING")
+            self._columns_loaded = True
+        columns = self._columns.get(table)
         return dict(columns) if columns is not None else None
 
     def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
         existing = self.table_columns(table)
         name = identifier(table)
-        self._columns.pop(table, None)
         if existing is None:
             cols = ", ".join(f"{identifier(c)} {SQL_TYPES[t]}" for c, t in columns.items())
             self.con.execute(f"CREATE TABLE {name} ({cols + ', ' if cols else ''}{_META_SQL})")
+            self._columns[table] = dict(columns) | _META_TYPES
             return [f"created {table} with {len(columns)} columns"]
         changes = []
         for col, col_type in columns.items():
             current = existing.get(col)
             target = evolved_type(current, col_type)
-            if target is None:
-                raise WarehouseError(f"column {col!r} of {table} is {current}: cannot change it to {col_type}")
             if current is None:
                 self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[target]}")
+                self._columns[table][col] = target
                 changes.append(f"added {col} {target}")
             elif target != current:
-                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[target]}")
+                # to_json keeps each stored value's meaning: the text abc becomes the JSON string "abc"
+                using = f" USING to_json({identifier(col)})" if target == "JSON" else ""
+                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[target]}{using}")
+                self._columns[table][col] = target
                 changes.append(f"widened {col} {current} -> {target}")
         return changes
 
     def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
-        existing = self.tables()
-        self._columns.update({table: None for table in tables if table not in existing})
         self.con.execute("BEGIN TRANSACTION")
         try:
             changes = super().ensure_tables(tables)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
-            self._columns.clear()
+            self._columns_loaded = False
             raise
         return changes
 
@@ -195,7 +200,7 @@ class DuckDBWarehouse(Warehouse):
         return TableFreshness(_utc(last), _utc(latest), count)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        self._columns.clear()  # the SQL may change tables
+        self._columns_loaded = False  # the SQL may change tables
         return self.con.execute(sql, list(params)).fetchall()
 
 

@@ -191,6 +191,29 @@ def test_batch_mixing_loaded_and_new_files_loads_only_the_new_one(wh):
     assert ledger(wh) == [(DS, "new.json", 2), (DS, "old.json", 1)]
 
 
+def test_append_many_commits_batches_together_and_skips_files_loaded_before(wh):
+    from iris_pipeline.warehouse.base import Batch
+
+    load(wh, {"old.json": [boalf("A", 1)]})
+    first, files1 = batch({"old.json": [boalf("A", 1)], "new1.json": [boalf("B", 2)]}, TYPES)
+    second, files2 = batch({"new2.json": [boalf("C", 3)]}, TYPES)
+    loaded = wh.append_many([Batch(DS, TABLE, first.table, files1), Batch(DS, TABLE, second.table, files2)])
+    assert loaded == [[LoadedFile("new1.json", 1)], [LoadedFile("new2.json", 1)]]
+    assert [r[0] for r in table_rows(wh)] == ["new1.json", "new2.json", "old.json"]
+    assert [r[1] for r in ledger(wh)] == ["new1.json", "new2.json", "old.json"]
+
+
+def test_append_many_is_all_or_nothing(wh):
+    from iris_pipeline.warehouse.base import Batch
+
+    good, good_files = batch({"good.json": [boalf("A", 1)]}, TYPES)
+    wh.ensure_table(TABLE, good.column_types)
+    bad = good.table.append_column("noSuchColumn", pa.array([1], pa.int64()))
+    with pytest.raises(Exception, match="noSuchColumn"):
+        wh.append_many([Batch(DS, TABLE, good.table, good_files), Batch(DS, TABLE, bad, [LoadedFile("bad.json", 1)])])
+    assert table_rows(wh) == [] and ledger(wh) == []
+
+
 def test_an_empty_message_is_recorded_once(wh):
     assert load(wh, {"empty.json": []}) == [LoadedFile("empty.json", 0)]
     assert load(wh, {"empty.json": []}) == []

@@ -46,6 +46,16 @@ class LoadedFile:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Rows of one table and the ledger entries of the files they came from."""
+
+    dataset: str
+    table: str
+    rows: pa.Table
+    files: Sequence[LoadedFile]
+
+
+@dataclass(frozen=True)
 class TableFreshness:
     last_ingested_at: dt.datetime | None
     latest_reference_time: dt.datetime | None
@@ -78,6 +88,11 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         """Insert rows and ledger entries of files not yet loaded, atomically. Returns the files it loaded."""
+
+    def append_many(self, batches: Sequence[Batch]) -> list[list[LoadedFile]]:
+        """`append` for several batches, in one transaction where the backend can (all or nothing).
+        Returns, per batch, the files it loaded."""
+        return [self.append(b.dataset, b.table, b.rows, b.files) for b in batches]
 
     @abc.abstractmethod
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:

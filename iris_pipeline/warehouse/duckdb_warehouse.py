@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import os
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iris_pipeline.warehouse.base import (
+    Batch,
     LEDGER_TABLE,
     LoadedFile,
     TableFreshness,
@@ -148,12 +150,7 @@ class DuckDBWarehouse(Warehouse):
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         name = identifier(table)
         cols = ", ".join(identifier(c) for c in rows.column_names)
-        ledger = pa.table(
-            {
-                "_source_file": pa.array([f.name for f in files], pa.string()),
-                "rows": pa.array([f.rows for f in files], pa.int64()),
-            }
-        )
+        ledger = _ledger_rows(files)
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -184,6 +181,33 @@ class DuckDBWarehouse(Warehouse):
             con.unregister("_batch_files")
         return [f for f in files if f.name not in already]
 
+    def append_many(self, batches: Sequence[Batch]) -> list[list[LoadedFile]]:
+        """All batches in one transaction. The ledger's primary key refuses a file loaded before, which
+        sends the batches one by one through `append`, which skips such files: so the common case
+        pays neither a ledger probe per batch nor a commit per batch."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for batch in batches:
+                name = identifier(batch.table)
+                cols = ", ".join(identifier(c) for c in batch.rows.column_names)
+                con.register("_batch_files", _ledger_rows(batch.files))
+                con.register("_batch_rows", batch.rows)
+                con.execute(f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _batch_files", [batch.dataset])
+                con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows")
+            con.execute("COMMIT")
+        except duckdb.ConstraintException:
+            con.execute("ROLLBACK")
+            return [self.append(b.dataset, b.table, b.rows, b.files) for b in batches]
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                con.unregister("_batch_rows")
+                con.unregister("_batch_files")
+        return [list(b.files) for b in batches]
+
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         last, = self.con.execute(
             f"SELECT max(ingested_at) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
@@ -202,6 +226,15 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         self._columns_loaded = False  # the SQL may change tables
         return self.con.execute(sql, list(params)).fetchall()
+
+
+def _ledger_rows(files: Sequence[LoadedFile]) -> pa.Table:
+    return pa.table(
+        {
+            "_source_file": pa.array([f.name for f in files], pa.string()),
+            "rows": pa.array([f.rows for f in files], pa.int64()),
+        }
+    )
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

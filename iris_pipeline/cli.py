@@ -24,8 +24,10 @@ def _ingest(args: argparse.Namespace) -> int:
         report = load_spool(spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files, **parallel)
     print(report.summary())
     if args.prune_archive:
-        removed = spool.prune_archive(settings.archive_retention_days)
-        print(f"pruned {removed} archived files older than {settings.archive_retention_days} days")
+        pruned = spool.prune_archive(settings.archive_retention_days)
+        print(f"pruned {pruned.removed} archived files older than {settings.archive_retention_days} days")
+        for problem in pruned.skipped:
+            print(f"left in the archive: {problem}")
     return 1 if report.failed else 0
 
 

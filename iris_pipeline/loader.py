@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from iris_pipeline import codec
 from iris_pipeline.registry import Dataset, Registry, load_registry
-from iris_pipeline.spool import Spool, SpoolFile
+from iris_pipeline.spool import InvalidName, Spool, SpoolFile, content_hash
 from iris_pipeline.warehouse.base import LoadedFile, Warehouse, evolved_type
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ def load_spool(
     report = LoadReport()
     with spool.exclusive("ingest.lock"):
         spool.remove_stale_tmp()
+        for problem in spool.quarantine_strays():  # links, FIFOs, unlistable directories: never loaded
+            log.warning("spool entry not loadable: %s", problem)
         create_registered_tables(warehouse, registry)
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
         tasks: list[tuple[_DatasetState, _Task]] = []
@@ -172,6 +174,7 @@ class _Prepared:
     converted: codec.Converted | None
     quarantined: dict[str, str]  # file name -> reason (already moved to quarantine/)
     error: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # file name -> content_hash, for the ledger
 
 
 def _plan_dataset(
@@ -183,7 +186,12 @@ def _plan_dataset(
         dataset = registry.resolve(code)
     except ValueError as exc:  # invalid code, or one whose table would clash with a registered dataset's
         report = DatasetReport(code, None, registered=False)
-        for f in spool.pending(code):
+        try:
+            files = spool.pending(code)
+        except InvalidName as bad:  # e.g. `ingest --dataset ../../x`: never becomes a path
+            report.error = str(bad)
+            return report
+        for f in files:
             _quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
         report.files_quarantined = len(report.quarantine_reasons)
         return report
@@ -195,11 +203,10 @@ def _plan_dataset(
         files = spool.pending(code)
         if files:
             report.oldest_file_age_s = max(0.0, time.time() - files[0].mtime)
-        already = warehouse.loaded_files(code, [f.name for f in files])
+        files, already = _split_already_loaded(spool, warehouse, code, files)
         if already:  # loaded by a run that stopped before archiving them
-            spool.archive_files([f for f in files if f.name in already])
+            spool.archive_files(already)
             report.files_already_loaded += len(already)
-            files = [f for f in files if f.name not in already]
         known = {c.name: c.type for c in dataset.columns} | columns
         for start in range(0, len(files), chunk_files):
             tasks.append((state, _Task(str(spool.root), dataset, files[start : start + chunk_files], known)))
@@ -207,6 +214,36 @@ def _plan_dataset(
         log.exception("dataset %s failed", code)
         report.error = f"{type(exc).__name__}: {exc}"[:500]
     return report
+
+
+def _split_already_loaded(
+    spool: Spool, warehouse: Warehouse, code: str, files: list[SpoolFile]
+) -> tuple[list[SpoolFile], list[SpoolFile]]:
+    """(files to load, files the ledger already holds). A file whose name the ledger holds with
+    another body's hash is a different message under a taken name (the first copy was archived and
+    pruned, so the writer could not compare): it is renamed to its content variant name and loaded."""
+    loaded = warehouse.loaded_files(code, [f.name for f in files])
+    if not loaded:
+        return files, []
+    to_load, already, renamed = [], [], []
+    for f in files:
+        if f.name not in loaded:
+            to_load.append(f)
+            continue
+        try:
+            digest = content_hash(_read(f)) if loaded[f.name] else None
+        except FileNotFoundError:
+            continue  # moved by an operator since listing
+        if digest is None or digest == loaded[f.name]:  # old ledger entries have no hash: the name decides
+            already.append(f)
+        elif (variant := spool.rename_to_content_variant(f, digest)) is not None:
+            renamed.append(variant)
+    if renamed:
+        loaded = warehouse.loaded_files(code, [f.name for f in renamed])
+        for f in renamed:
+            (already if f.name in loaded else to_load).append(f)
+        to_load.sort(key=lambda f: (f.mtime, f.name))
+    return to_load, already
 
 
 class _InProcess:
@@ -292,16 +329,19 @@ def _prepare(task: _Task) -> _Prepared:
 def _prepare_chunk(task: _Task) -> _Prepared:
     spool = Spool(task.spool_root)
     quarantined: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     decoded: list[tuple[SpoolFile, list[dict[str, Any]]]] = []
     for f in task.files:
         try:
-            decoded.append((f, codec.decode_body(_read(f))))
+            body = _read(f)
+            hashes[f.name] = content_hash(body)
+            decoded.append((f, codec.decode_body(body)))
         except codec.DecodeError as exc:
             _quarantine(spool, f, str(exc), quarantined)
         except FileNotFoundError:
             continue  # moved by an operator since listing; nothing of ours to do
     converted, decoded = _convert_isolating_bad_files(spool, decoded, task.known, quarantined)
-    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined)
+    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined, hashes=hashes)
 
 
 def _commit(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared) -> list[SpoolFile]:
@@ -330,7 +370,7 @@ def _commit(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _
             state.dataset.code,
             state.dataset.table_name,
             prepared.converted.table,
-            [LoadedFile(f.name, rows) for f, rows in prepared.decoded],
+            [LoadedFile(f.name, rows, prepared.hashes.get(f.name)) for f, rows in prepared.decoded],
         )
         report.files_loaded += len(loaded)
         report.rows_loaded += sum(f.rows for f in loaded)

@@ -10,7 +10,18 @@ import time
 
 import pytest
 
-from iris_pipeline.spool import InvalidName, Spool, SpoolFile, SpoolLocked, is_safe_component, safe_file_name
+from iris_pipeline.spool import (
+    InvalidName,
+    PruneResult,
+    Spool,
+    SpoolFile,
+    SpoolLocked,
+    SpoolProblem,
+    content_hash,
+    content_variant_name,
+    is_safe_component,
+    safe_file_name,
+)
 
 DS = "BOALF"
 
@@ -81,7 +92,8 @@ def test_reader_never_sees_a_partial_file(spool):
 def test_write_is_idempotent_and_never_overwrites(spool):
     assert spool.write_incoming(DS, "f.json", b"[1]") is True
     before = os.stat(spool.incoming / DS / "f.json")
-    assert spool.write_incoming(DS, "f.json", b"[2, 'different']") is False
+    assert spool.write_incoming(DS, "f.json", b"[1]") is False  # a redelivery
+    assert spool.write_incoming(DS, "f.json", b"[2, 'different']") is True  # another message: kept aside
     assert (spool.incoming / DS / "f.json").read_bytes() == b"[1]"
     after = os.stat(spool.incoming / DS / "f.json")
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -349,15 +361,15 @@ def test_prune_archive_removes_only_days_older_than_retention(spool):
     (spool.archive / DS / "not-a-date" / "keep.json").write_bytes(b"[]")
     put(spool, "pending.json", dataset="FREQ")
 
-    assert spool.prune_archive(keep_days=7, today=today) == 5
+    assert spool.prune_archive(keep_days=7, today=today).removed == 5
     assert sorted(os.listdir(spool.archive / DS)) == ["2024-04-03", "2024-04-04", "2024-04-10", "not-a-date"]
     assert os.listdir(spool.archive / "FREQ") == []
     assert [f.name for f in spool.pending("FREQ")] == ["pending.json"]
-    assert spool.prune_archive(keep_days=7, today=today) == 0
+    assert spool.prune_archive(keep_days=7, today=today).removed == 0
 
 
 def test_prune_archive_on_an_empty_spool(spool):
-    assert spool.prune_archive(keep_days=1) == 0
+    assert spool.prune_archive(keep_days=1) == PruneResult(0, [])
 
 
 # --- exclusive lock -----------------------------------------------------------------------------------

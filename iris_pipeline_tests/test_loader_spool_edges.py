@@ -11,7 +11,7 @@ from iris_pipeline.loader import load_spool
 from iris_pipeline.spool import content_hash, content_variant_name
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from iris_pipeline_tests.conftest import body, freq_records
-from iris_pipeline_tests.test_spool import run_without_permission_bypass, unreadable_dirs  # noqa: F401 - fixture
+from iris_pipeline_tests.unprivileged import run_without_permission_bypass, unreadable
 
 NAME = "FREQ_1.json"
 
@@ -114,15 +114,15 @@ LOAD_SCRIPT = """
 """
 
 
-def test_links_and_an_unreadable_directory_do_not_stop_the_load(spool, warehouse_path, tmp_path, unreadable_dirs):
+def test_links_and_an_unreadable_directory_do_not_stop_the_load(spool, warehouse_path, tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_bytes(body(freq_records(1)))
     assert spool.write_incoming("FREQ", NAME, body(freq_records(8)))
     os.symlink(secret, spool.incoming / "FREQ" / "link.json")
     assert spool.write_incoming("BOD", "BOD_1.json", b"[]")
-    unreadable_dirs(spool.incoming / "BOD")
 
-    loaded = run_without_permission_bypass(LOAD_SCRIPT, str(spool.root), str(warehouse_path))
+    with unreadable(spool.incoming / "BOD"):
+        loaded = run_without_permission_bypass(LOAD_SCRIPT, str(spool.root), str(warehouse_path))
 
     assert loaded == {"FREQ": [1, None]}
     assert os.readlink(spool.quarantine / "FREQ" / "link.json") == str(secret)

@@ -23,6 +23,7 @@ from iris_pipeline.spool import (
     is_safe_component,
     safe_file_name,
 )
+from iris_pipeline_tests.unprivileged import run_without_permission_bypass, unreadable
 
 DS = "BOALF"
 
@@ -645,45 +646,6 @@ def test_stray_entries_in_incoming_are_reported_then_quarantined_without_followi
     assert spool.quarantine_inventory().total == 5
 
 
-def _without_permission_bypass() -> None:
-    """In the child, before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set,
-    so even root is refused a directory with mode 000 (with them, root reads any directory and an
-    unreadable one could not be observed here at all)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
-    for cap in (cap_dac_override, cap_dac_read_search):
-        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-def run_without_permission_bypass(script: str, *args: str) -> dict:
-    """Run `script` in a real process that file permissions apply to; it prints one JSON line."""
-    import json
-
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True, timeout=60,
-        preexec_fn=_without_permission_bypass if os.geteuid() == 0 else None,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def unreadable_dirs():
-    """chmod 000 directories, given back their mode afterwards so that tmp_path can be removed."""
-    made = []
-
-    def make_unreadable(path):
-        os.chmod(path, 0)
-        made.append(path)
-
-    yield make_unreadable
-    for path in made:
-        os.chmod(path, 0o755)
-
-
 READ_SPOOL_SCRIPT = """
     import json, sys
     from iris_pipeline.spool import Spool
@@ -700,14 +662,13 @@ READ_SPOOL_SCRIPT = """
 """
 
 
-def test_an_unreadable_dataset_directory_is_reported_and_the_rest_still_read(spool, unreadable_dirs):
+def test_an_unreadable_dataset_directory_is_reported_and_the_rest_still_read(spool):
     put(spool, "a.json", dataset="BOALF")
     put(spool, "b.json", dataset="FREQ")
-    unreadable_dirs(spool.incoming / "FREQ")
     spool.quarantine_bytes("BOALF", "q.json", b"[]", "reason")
-    unreadable_dirs(spool.quarantine / "BOALF")
 
-    seen = run_without_permission_bypass(READ_SPOOL_SCRIPT, str(spool.root))
+    with unreadable(spool.incoming / "FREQ", spool.quarantine / "BOALF"):
+        seen = run_without_permission_bypass(READ_SPOOL_SCRIPT, str(spool.root))
 
     assert seen["stats"] == ["BOALF"] and seen["datasets_pending"] == ["BOALF"]
     assert seen["problems"] == [["incoming/FREQ", "cannot list the directory: Permission denied"]]

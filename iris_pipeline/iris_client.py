@@ -2,7 +2,8 @@
 
 Per message, in peek-lock: route it (dataset from `subject`, file name from `message_id`), write it
 durably into `incoming/<DATASET>/<file>` and only then complete it. A redelivered message finds its
-file already there and is completed without a second write. Undecodable bodies are dead-lettered
+file already there and is completed without a second write (a different body under the same id
+is another message: the spool keeps it under its own name). Undecodable bodies are dead-lettered
 with a copy in `quarantine/`; a failed write (disk full, I/O error) abandons the message and pauses
 receiving until the spool is writable again. Writer threads store the messages of a batch while the
 receiving thread settles each one as soon as its own write is durable. `IRIS_CLIENT_TEST_CRASH_AFTER_WRITE=N`

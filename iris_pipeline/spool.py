@@ -2,7 +2,9 @@
 
 Writers write into tmp/, fsync, then link into incoming/<DATASET>/<file>, so a reader never sees a
 partial file. Nothing leaves incoming/ except by being archived (after a committed load) or
-quarantined (with a `.error` file saying why).
+quarantined (with a `.error` file saying why). Nothing is ever overwritten: a different body under a
+name already taken is kept under its content variant name, and archive/ and quarantine/ never
+replace an entry. Links are never followed; entries that are not regular files never load.
 """
 
 from __future__ import annotations

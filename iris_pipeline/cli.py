@@ -29,8 +29,10 @@ def _ingest(args: argparse.Namespace) -> int:
         )
     print(report.summary())
     if args.prune_archive:
-        removed = spool.prune_archive(settings.archive_retention_days)
-        print(f"pruned {removed} archived files older than {settings.archive_retention_days} days")
+        pruned = spool.prune_archive(settings.archive_retention_days)
+        print(f"pruned {pruned.removed} archived files older than {settings.archive_retention_days} days")
+        for problem in pruned.skipped:
+            print(f"left in the archive: {problem}")
     return 1 if report.failed else 0
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from iris_pipeline.registry import Dataset
+from iris_pipeline.spool import QuarantineInventory, SpoolProblem
 from iris_pipeline.warehouse.base import TableFreshness
 
 DEFAULT_MAX_LAG_S = 300.0
@@ -69,3 +70,34 @@ def quarantine_verdict(code: str, quarantined_files: int) -> Verdict:
             {"quarantined_files": quarantined_files},
         )
     return Verdict(True, "WARN", "quarantine empty", {"quarantined_files": 0})
+
+
+MAX_LISTED_PROBLEMS = 20
+
+
+def spool_quarantine_verdict(
+    inventory: QuarantineInventory, incoming_problems: Sequence[SpoolProblem] = ()
+) -> Verdict:
+    """The spool-wide check: WARN while anything at all sits in quarantine/ (every folder: dataset
+    codes, `_invalid`, unregistered and invalid codes) or incoming/ holds entries that can never load
+    (an unlistable directory, a link). Per-table checks cannot see folders no table owns."""
+    problems = [*incoming_problems, *inventory.problems]
+    metadata = {
+        "quarantined_entries": inventory.total,
+        "by_folder": dict(sorted(inventory.items.items())),
+        "problems": len(problems),
+        "first_problems": [str(p) for p in problems[:MAX_LISTED_PROBLEMS]],
+    }
+    if not inventory.total and not problems:
+        return Verdict(True, "WARN", "quarantine empty; nothing unloadable in incoming/", metadata)
+    parts = []
+    if inventory.total:
+        folders = ", ".join(f"{folder} {count}" for folder, count in sorted(inventory.items.items()))
+        parts.append(f"{inventory.total} entr{'y' if inventory.total == 1 else 'ies'} in quarantine ({folders})")
+    if problems:
+        parts.append(f"{len(problems)} problem(s), first: {problems[0]}")
+    return Verdict(
+        False, "WARN",
+        "; ".join(parts) + ": read the .error files, fix, then move files back to incoming/<DATASET>/",
+        metadata,
+    )

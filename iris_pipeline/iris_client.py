@@ -2,7 +2,8 @@
 
 Per message, in peek-lock: route it (dataset from `subject`, file name from `message_id`), write it
 durably into `incoming/<DATASET>/<file>` and only then complete it. A redelivered message finds its
-file already there and is completed without a second write. Undecodable bodies are dead-lettered
+file already there and is completed without a second write (a different body under the same id
+is another message: the spool keeps it under its own name). Undecodable bodies are dead-lettered
 with a copy in `quarantine/`; a failed write (disk full, I/O error) abandons the message and pauses
 receiving until the spool is writable again. Writer threads store the messages of a batch while the
 receiving thread settles each one as soon as its own write is durable. `IRIS_CLIENT_TEST_CRASH_AFTER_WRITE=N`
@@ -601,8 +602,7 @@ class IrisClient:
             if self.spool.write_incoming(where.dataset, where.file_name, body):
                 self._crash_hook()
                 return Stored("complete", where, written=True)
-            self._check_duplicate(where, body)
-            return Stored("complete", where)
+            return Stored("complete", where)  # this very body is already in the spool
         except OSError as exc:
             return Stored("abandon", where, detail=f"write failed for {where.dataset}/{where.file_name}: {exc}")
 
@@ -643,17 +643,6 @@ class IrisClient:
             return decode_body(body), None
         except DecodeError as exc:
             return None, str(exc)
-
-    def _check_duplicate(self, where: Route, body: bytes) -> None:
-        existing = self.spool.incoming / where.dataset / where.file_name
-        try:
-            same = existing.read_bytes() == body
-        except FileNotFoundError:
-            return  # archived (already loaded) or moved on by the loader
-        if not same:
-            reason = f"a different message with the same name is already in incoming/{where.dataset}/"
-            self.spool.quarantine_bytes(where.dataset, where.file_name + ".conflict", body, reason)
-            log.error("name collision for %s/%s: copy kept in quarantine", where.dataset, where.file_name)
 
     def _quarantine(self, message, body: bytes, where: Route, reason: str, detail: str) -> None:
         dataset = where.dataset or "_invalid"

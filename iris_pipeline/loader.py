@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from iris_pipeline import codec
 from iris_pipeline.registry import Dataset, Registry, load_registry
-from iris_pipeline.spool import Spool, SpoolFile
+from iris_pipeline.spool import InvalidName, Spool, SpoolFile, content_hash
 from iris_pipeline.warehouse.base import Batch, LoadedFile, Warehouse, evolved_type
 from iris_pipeline.workers import InProcess, WorkerDied, WorkerPool
 
@@ -131,6 +131,8 @@ def load_spool(
     report = LoadReport()
     with spool.exclusive("ingest.lock"):
         spool.remove_stale_tmp()
+        for problem in spool.quarantine_strays():  # links, FIFOs, unlistable directories: never loaded
+            log.warning("spool entry not loadable: %s", problem)
         create_registered_tables(warehouse, registry)
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
         tasks: list[tuple[_DatasetState, _Task]] = []
@@ -195,6 +197,7 @@ class _Prepared:
     converted: codec.Converted | None
     quarantined: dict[str, str]  # file name -> reason (already moved to quarantine/)
     error: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # file name -> content_hash, for the ledger
 
 
 def _plan_dataset(
@@ -206,7 +209,12 @@ def _plan_dataset(
         dataset = registry.resolve(code)
     except ValueError as exc:  # invalid code, or one whose table would clash with a registered dataset's
         report = DatasetReport(code, None, registered=False)
-        for f in spool.pending(code):
+        try:
+            files = spool.pending(code)
+        except InvalidName as bad:  # e.g. `ingest --dataset ../../x`: never becomes a path
+            report.error = str(bad)
+            return report
+        for f in files:
             _quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
         report.files_quarantined = len(report.quarantine_reasons)
         return report
@@ -218,11 +226,10 @@ def _plan_dataset(
         files = spool.pending(code)
         if files:
             report.oldest_file_age_s = max(0.0, time.time() - files[0].mtime)
-        already = warehouse.loaded_files(code, [f.name for f in files])
+        files, already = _split_already_loaded(spool, warehouse, code, files)
         if already:  # loaded by a run that stopped before archiving them
-            spool.archive_files([f for f in files if f.name in already])
+            spool.archive_files(already)
             report.files_already_loaded += len(already)
-            files = [f for f in files if f.name not in already]
         existing = tuple(columns)
         for start in range(0, len(files), chunk_files):
             chunk = files[start : start + chunk_files]
@@ -231,6 +238,36 @@ def _plan_dataset(
         log.exception("dataset %s failed", code)
         report.error = f"{type(exc).__name__}: {exc}"[:500]
     return report
+
+
+def _split_already_loaded(
+    spool: Spool, warehouse: Warehouse, code: str, files: list[SpoolFile]
+) -> tuple[list[SpoolFile], list[SpoolFile]]:
+    """(files to load, files the ledger already holds). A file whose name the ledger holds with
+    another body's hash is a different message under a taken name (the first copy was archived and
+    pruned, so the writer could not compare): it is renamed to its content variant name and loaded."""
+    loaded = warehouse.loaded_files(code, [f.name for f in files])
+    if not loaded:
+        return files, []
+    to_load, already, renamed = [], [], []
+    for f in files:
+        if f.name not in loaded:
+            to_load.append(f)
+            continue
+        try:
+            digest = content_hash(_read(f)) if loaded[f.name] else None
+        except FileNotFoundError:
+            continue  # moved by an operator since listing
+        if digest is None or digest == loaded[f.name]:  # old ledger entries have no hash: the name decides
+            already.append(f)
+        elif (variant := spool.rename_to_content_variant(f, digest)) is not None:
+            renamed.append(variant)
+    if renamed:
+        loaded = warehouse.loaded_files(code, [f.name for f in renamed])
+        for f in renamed:
+            (already if f.name in loaded else to_load).append(f)
+        to_load.sort(key=lambda f: (f.mtime, f.name))
+    return to_load, already
 
 
 def _pool(workers: int) -> InProcess | WorkerPool:
@@ -306,6 +343,7 @@ def _prepare(task: _Task) -> _Prepared:
 def _prepare_chunk(task: _Task) -> _Prepared:
     spool = Spool(task.spool_root)
     quarantined: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     decoded: list[tuple[SpoolFile, list[dict[str, Any]]]] = []
     limit = task.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
     for f in task.files:
@@ -313,7 +351,9 @@ def _prepare_chunk(task: _Task) -> _Prepared:
             _quarantine(spool, f, f"message is {f.size:,} bytes, above IRIS_MAX_MESSAGE_BYTES={limit:,}", quarantined)
             continue
         try:
-            decoded.append((f, codec.decode_body(_read(f))))
+            body = _read(f)
+            hashes[f.name] = content_hash(body)
+            decoded.append((f, codec.decode_body(body)))
         except codec.DecodeError as exc:
             _quarantine(spool, f, str(exc), quarantined)
         except FileNotFoundError:
@@ -322,7 +362,7 @@ def _prepare_chunk(task: _Task) -> _Prepared:
             _quarantine(spool, f, f"cannot read the file: {exc}", quarantined)
     declared = {c.name: c.type for c in task.dataset.columns}
     converted, decoded = _convert_isolating_bad_files(spool, decoded, declared, task.existing, quarantined)
-    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined)
+    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined, hashes=hashes)
 
 
 @dataclass
@@ -332,12 +372,14 @@ class _Staged:
     state: _DatasetState
     converted: codec.Converted
     files: list[tuple[SpoolFile, int]]  # with their record counts
+    hashes: dict[str, str]  # file name -> content hash, for the ledger
 
     def batch(self) -> Batch:
         """The rows conformed to the table as it is now (a later chunk of the group may have widened it)."""
         ds = self.state.dataset
         rows = codec.conform(self.converted, self.state.columns)
-        return Batch(ds.code, ds.table_name, rows, [LoadedFile(f.name, n) for f, n in self.files])
+        files = [LoadedFile(f.name, n, self.hashes.get(f.name)) for f, n in self.files]
+        return Batch(ds.code, ds.table_name, rows, files)
 
 
 def _stage(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared) -> _Staged | None:
@@ -370,7 +412,7 @@ def _stage(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _P
     except Exception as exc:  # one dataset's failure must not block the others
         _failed(report, exc)
         return None
-    return _Staged(state, converted, prepared.decoded)
+    return _Staged(state, converted, prepared.decoded, prepared.hashes)
 
 
 def _commit_group(warehouse: Warehouse, group: list[_Staged]) -> list[list[SpoolFile]]:

@@ -27,7 +27,7 @@ from iris_pipeline.iris_client import (
     client_health,
     read_status,
 )
-from iris_pipeline.spool import Spool
+from iris_pipeline.spool import Spool, content_hash, content_variant_name
 from iris_pipeline_tests.dagster_process import REPO, VENV_BIN
 
 PYTHON = VENV_BIN / "python" if (VENV_BIN / "python").exists() else Path(sys.executable)
@@ -184,10 +184,13 @@ def test_redelivered_message_is_not_written_twice(amqp_broker, spool):
 
     after = (spool.incoming / "FREQ" / "FREQ_1.json").stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert set(spool_files(spool.root)) == {"FREQ/FREQ_1.json", "FREQ/FREQ_2.json"}
-    assert (stats.written, stats.duplicates, stats.completed) == (1, 2, 3)
-    conflict = spool_files(spool.root, "quarantine")  # same name, different content: kept, not dropped
-    assert conflict["FREQ/FREQ_1.json.conflict"] == double_encoded(records("FREQ", 9))
+    # Same name, different content: another message, kept under its content variant name and loaded.
+    variant = content_variant_name("FREQ_1.json", content_hash(double_encoded(records("FREQ", 9))))
+    landed = spool_files(spool.root)
+    assert set(landed) == {"FREQ/FREQ_1.json", "FREQ/FREQ_2.json", f"FREQ/{variant}"}
+    assert landed[f"FREQ/{variant}"] == double_encoded(records("FREQ", 9))
+    assert (stats.written, stats.duplicates, stats.completed) == (2, 1, 3)
+    assert not (spool.root / "quarantine").exists()
 
 
 def test_sigkill_between_write_and_complete_redelivers_without_doubling(make_amqp_broker, tmp_path):

@@ -7,10 +7,23 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from iris_pipeline.spool import InvalidName, Spool, SpoolFile, SpoolLocked, is_safe_component, safe_file_name
+from iris_pipeline.spool import (
+    InvalidName,
+    PruneResult,
+    Spool,
+    SpoolFile,
+    SpoolLocked,
+    SpoolProblem,
+    content_hash,
+    content_variant_name,
+    is_safe_component,
+    safe_file_name,
+)
+from iris_pipeline_tests.unprivileged import run_without_permission_bypass, unreadable
 
 DS = "BOALF"
 
@@ -81,7 +94,8 @@ def test_reader_never_sees_a_partial_file(spool):
 def test_write_is_idempotent_and_never_overwrites(spool):
     assert spool.write_incoming(DS, "f.json", b"[1]") is True
     before = os.stat(spool.incoming / DS / "f.json")
-    assert spool.write_incoming(DS, "f.json", b"[2, 'different']") is False
+    assert spool.write_incoming(DS, "f.json", b"[1]") is False  # a redelivery
+    assert spool.write_incoming(DS, "f.json", b"[2, 'different']") is True  # another message: kept aside
     assert (spool.incoming / DS / "f.json").read_bytes() == b"[1]"
     after = os.stat(spool.incoming / DS / "f.json")
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -349,15 +363,15 @@ def test_prune_archive_removes_only_days_older_than_retention(spool):
     (spool.archive / DS / "not-a-date" / "keep.json").write_bytes(b"[]")
     put(spool, "pending.json", dataset="FREQ")
 
-    assert spool.prune_archive(keep_days=7, today=today) == 5
+    assert spool.prune_archive(keep_days=7, today=today).removed == 5
     assert sorted(os.listdir(spool.archive / DS)) == ["2024-04-03", "2024-04-04", "2024-04-10", "not-a-date"]
     assert os.listdir(spool.archive / "FREQ") == []
     assert [f.name for f in spool.pending("FREQ")] == ["pending.json"]
-    assert spool.prune_archive(keep_days=7, today=today) == 0
+    assert spool.prune_archive(keep_days=7, today=today).removed == 0
 
 
 def test_prune_archive_on_an_empty_spool(spool):
-    assert spool.prune_archive(keep_days=1) == 0
+    assert spool.prune_archive(keep_days=1) == PruneResult(0, [])
 
 
 # --- exclusive lock -----------------------------------------------------------------------------------
@@ -419,3 +433,293 @@ def test_remove_stale_tmp_keeps_writes_in_progress(tmp_path):
     os.utime(stale, (old, old))
     assert spool.remove_stale_tmp(older_than_s=3600) == 1
     assert not stale.exists() and fresh.exists()
+
+
+# --- same name, different content (issue 6, item 7) ----------------------------------------------------
+
+def test_a_different_body_under_a_taken_name_is_kept_under_its_content_variant_name(spool):
+    assert spool.write_incoming(DS, "f.json", b"[1]")
+    assert spool.write_incoming(DS, "f.json", b"[2]") is True
+    variant = content_variant_name("f.json", content_hash(b"[2]"))
+    assert variant == f"f+{content_hash(b'[2]')[:16]}.json" and is_safe_component(variant)
+    assert (spool.incoming / DS / "f.json").read_bytes() == b"[1]"
+    assert (spool.incoming / DS / variant).read_bytes() == b"[2]"
+    # Redeliveries of either body are recognised; a third body gets its own name.
+    assert spool.write_incoming(DS, "f.json", b"[2]") is False
+    assert spool.write_incoming(DS, "f.json", b"[1]") is False
+    assert spool.write_incoming(DS, "f.json", b"[3]") is True
+    assert sorted(f.name for f in spool.pending(DS)) == sorted(
+        ["f.json", variant, content_variant_name("f.json", content_hash(b"[3]"))]
+    )
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_a_different_body_after_the_first_was_archived_is_kept(spool):
+    put(spool, "f.json", b"[1]")
+    spool.archive_files(spool.pending(DS), day=dt.date(2024, 1, 2))
+    assert spool.write_incoming(DS, "f.json", b"[1]") is False
+    assert spool.write_incoming(DS, "f.json", b"[9]") is True
+    (kept,) = spool.pending(DS)
+    assert kept.name == content_variant_name("f.json", content_hash(b"[9]"))
+    assert open(kept.path, "rb").read() == b"[9]"
+
+
+def test_a_fifo_under_the_name_neither_blocks_the_writer_nor_hides_the_message(spool):
+    (spool.incoming / DS).mkdir(parents=True)
+    os.mkfifo(spool.incoming / DS / "f.json")
+    result = []
+    writer = threading.Thread(target=lambda: result.append(spool.write_incoming(DS, "f.json", b"[1]")), daemon=True)
+    writer.start()
+    writer.join(timeout=10)
+    assert result == [True], "write_incoming blocked on a FIFO or dropped the message"
+    assert [f.name for f in spool.pending(DS)] == [content_variant_name("f.json", content_hash(b"[1]"))]
+
+
+@pytest.mark.parametrize("name", ["x" * 200, "y" * 190 + ".json", "noext", "a.b.c.json"])
+def test_content_variant_names_stay_safe_and_distinct(name):
+    a, b = content_variant_name(name, content_hash(b"a")), content_variant_name(name, content_hash(b"b"))
+    assert is_safe_component(a) and is_safe_component(b) and a != b and name not in (a, b)
+
+
+def test_archiving_never_replaces_a_different_archived_body(spool):
+    day = dt.date(2024, 1, 2)
+    put(spool, "f.json", b"[1]")
+    spool.archive_files(spool.pending(DS), day=day)
+    (spool.incoming / DS / "f.json").write_bytes(b"[2]")  # placed by another tool, bypassing write_incoming
+    spool.archive_files(spool.pending(DS), day=day)
+    archived = spool.archive / DS / day.isoformat()
+    assert (archived / "f.json").read_bytes() == b"[1]"
+    assert (archived / content_variant_name("f.json", content_hash(b"[2]"))).read_bytes() == b"[2]"
+    # The same body again: the archived copy already holds it, the incoming one goes.
+    (spool.incoming / DS / "f.json").write_bytes(b"[1]")
+    spool.archive_files(spool.pending(DS), day=day)
+    assert spool.pending(DS) == [] and len(os.listdir(archived)) == 2
+
+
+def test_quarantine_never_overwrites(spool):
+    put(spool, "bad.json", b"{first")
+    first = spool.quarantine_file(spool.pending(DS)[0], "first reason")
+    put(spool, "bad.json", b"{second")
+    second = spool.quarantine_file(spool.pending(DS)[0], "second reason")
+    third = spool.quarantine_bytes(DS, "bad.json", b"{third", "third reason")
+    assert len({first, second, third}) == 3
+    assert [p.read_bytes() for p in (first, second, third)] == [b"{first", b"{second", b"{third"]
+    reasons = [p.with_name(p.name + ".error").read_text().split(" ", 1)[1] for p in (first, second, third)]
+    assert reasons == ["first reason\n", "second reason\n", "third reason\n"]
+    assert spool.quarantined(DS) == sorted([first, second, third])
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_quarantine_does_not_reuse_a_name_whose_reason_was_left_behind(spool):
+    (spool.quarantine / DS).mkdir(parents=True)
+    (spool.quarantine / DS / "x.json.error").write_text("an older reason\n")
+    target = spool.quarantine_bytes(DS, "x.json", b"[]", "new reason")
+    assert target.name != "x.json"
+    assert (spool.quarantine / DS / "x.json.error").read_text() == "an older reason\n"
+
+
+# --- validation before any path is built (issue 6, item 13) --------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["../../x", "..", ".", "", "a/b"])
+def test_reading_methods_refuse_a_dataset_that_is_not_one_path_component(spool, dataset):
+    outside = spool.root.parent / "x"
+    outside.mkdir()
+    (outside / "f.json").write_bytes(b"[]")
+    put(spool, "f.json")
+    with pytest.raises(InvalidName):
+        spool.pending(dataset)
+    with pytest.raises(InvalidName):
+        spool.quarantined(dataset)
+    with pytest.raises(InvalidName):
+        spool.is_archived(dataset, "f.json")
+
+
+def test_quarantine_file_of_an_unsafe_dataset_name_stays_in_quarantine(spool):
+    """An operator's `incoming/my data/` is read as it is on disk; its quarantine folder is `_invalid`."""
+    (spool.incoming / "my data").mkdir(parents=True)
+    (spool.incoming / "my data" / "f.json").write_bytes(b"[]")
+    (f,) = spool.pending("my data")
+    target = spool.quarantine_file(f, "invalid dataset code")
+    assert target == spool.quarantine / "_invalid" / "f.json"
+
+
+def test_a_new_dataset_directory_is_fsynced_in_its_parent(spool, monkeypatch):
+    """A power cut cannot be simulated here, so the fsync calls themselves are observed."""
+    import iris_pipeline.spool as spool_module
+
+    synced = []
+    real = spool_module._fsync_dir
+    monkeypatch.setattr(spool_module, "_fsync_dir", lambda path: (synced.append(Path(path)), real(path)))
+    assert spool.write_incoming(DS, "a.json", b"[]")
+    assert {spool.incoming / DS, spool.incoming, spool.root} <= set(synced)
+    synced.clear()
+    assert spool.write_incoming(DS, "b.json", b"[]")
+    assert synced == [spool.incoming / DS]  # the directory is not new: one fsync, as before
+    synced.clear()
+    assert spool.write_incoming("FREQ", "a.json", b"[]")
+    assert synced == [spool.incoming / "FREQ", spool.incoming]
+
+
+# --- prune_archive never follows links and keeps going (issue 6, item 9) -------------------------------
+
+def _old_day(spool, dataset, day="2020-01-01"):
+    path = spool.archive / dataset / day
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_prune_archive_never_follows_links(spool, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "2020-01-01").mkdir(parents=True)
+    for victim in (outside / "victim.json", outside / "2020-01-01" / "victim.json"):
+        victim.write_bytes(b"keep me")
+    (spool.archive / "BOALF").mkdir(parents=True)
+    os.symlink(outside, spool.archive / "BOALF" / "2020-01-02")  # a day folder that is a link
+    os.symlink(outside, spool.archive / "FREQ")  # a dataset folder that is a link
+    day = _old_day(spool, "BOD")
+    os.symlink(outside / "victim.json", day / "link.json")  # a link inside a day folder
+    (day / "loaded.json").write_bytes(b"[]")
+
+    result = spool.prune_archive(keep_days=7, today=dt.date(2024, 1, 1))
+
+    assert (outside / "victim.json").read_bytes() == b"keep me"
+    assert (outside / "2020-01-01" / "victim.json").read_bytes() == b"keep me"
+    assert result.removed == 1 and not (day / "loaded.json").exists()
+    assert os.path.islink(day / "link.json")
+    assert {p.path for p in result.skipped} == {
+        "archive/BOALF/2020-01-02", "archive/FREQ", "archive/BOD/2020-01-01/link.json"
+    }
+
+
+def test_prune_archive_goes_on_past_subdirectories_and_reports_them(spool):
+    odd = _old_day(spool, "AAA")
+    (odd / "nested" / "deeper").mkdir(parents=True)
+    (odd / "nested" / "deeper" / "x.json").write_bytes(b"[]")
+    (odd / "a.json").write_bytes(b"[]")
+    for dataset in ("BOALF", "ZZZ"):
+        for day in ("2020-01-01", "2020-01-02"):
+            (_old_day(spool, dataset, day) / "f.json").write_bytes(b"[]")
+
+    result = spool.prune_archive(keep_days=7, today=dt.date(2024, 1, 1))
+
+    assert result.removed == 5
+    assert files_under(spool.archive) == ["AAA/2020-01-01/nested/deeper/x.json"]
+    assert result.skipped == [SpoolProblem("archive/AAA/2020-01-01/nested", "a directory, not a plain file: left alone")]
+    # The next run reports it again rather than failing.
+    assert spool.prune_archive(keep_days=7, today=dt.date(2024, 1, 1)).skipped == result.skipped
+
+
+# --- entries of incoming/ that can never load (issue 6, item 5c) ---------------------------------------
+
+def test_stray_entries_in_incoming_are_reported_then_quarantined_without_following_links(spool, tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_bytes(b"outside the spool")
+    put(spool, "good.json", b"[]")
+    os.symlink(secret, spool.incoming / DS / "link.json")
+    os.mkfifo(spool.incoming / DS / "pipe.json")
+    (spool.incoming / DS / "sub").mkdir()
+    (spool.incoming / DS / "sub" / "inner.json").write_bytes(b"[]")
+    os.symlink(tmp_path, spool.incoming / "LINKED")  # a dataset "directory" that is a link
+    (spool.incoming / "loose.json").write_bytes(b"[]")  # a file where dataset directories belong
+
+    problems = {p.path: p.reason for p in spool.incoming_problems()}
+    assert problems == {
+        "incoming/BOALF/link.json": "a symbolic link, not a regular file: never loaded",
+        "incoming/BOALF/pipe.json": "a FIFO, not a regular file: never loaded",
+        "incoming/BOALF/sub": "a directory, not a regular file: never loaded",
+        "incoming/LINKED": "a symbolic link where a dataset directory belongs",
+        "incoming/loose.json": "a regular file where a dataset directory belongs",
+    }
+    moved = {p.path: p.quarantined_as for p in spool.quarantine_strays()}
+    assert moved == {
+        "incoming/BOALF/link.json": "quarantine/BOALF/link.json",
+        "incoming/BOALF/pipe.json": "quarantine/BOALF/pipe.json",
+        "incoming/BOALF/sub": "quarantine/BOALF/sub",
+        "incoming/LINKED": "quarantine/_invalid/LINKED",
+        "incoming/loose.json": "quarantine/_invalid/loose.json",
+    }
+    assert os.readlink(spool.quarantine / DS / "link.json") == str(secret)  # the link itself moved
+    assert secret.read_bytes() == b"outside the spool"
+    assert (spool.quarantine / DS / "sub" / "inner.json").exists()
+    assert "FIFO" in (spool.quarantine / DS / "pipe.json.error").read_text()
+    assert spool.incoming_problems() == [] and [f.name for f in spool.pending(DS)] == ["good.json"]
+    assert spool.quarantine_inventory().total == 5
+
+
+READ_SPOOL_SCRIPT = """
+    import json, sys
+    from iris_pipeline.spool import Spool
+    spool = Spool(sys.argv[1])
+    print(json.dumps({
+        "stats": sorted(spool.stats()),
+        "datasets_pending": spool.datasets_pending(),
+        "problems": [[p.path, p.reason] for p in spool.incoming_problems()],
+        "strays": [[p.path, p.quarantined_as] for p in spool.quarantine_strays()],
+        "quarantined": [str(p) for p in spool.quarantined()],
+        "quarantined_boalf": [str(p) for p in spool.quarantined("BOALF")],
+        "quarantine_problems": [[p.path, p.reason] for p in spool.quarantine_inventory().problems],
+    }))
+"""
+
+
+def test_an_unreadable_dataset_directory_is_reported_and_the_rest_still_read(spool):
+    put(spool, "a.json", dataset="BOALF")
+    put(spool, "b.json", dataset="FREQ")
+    spool.quarantine_bytes("BOALF", "q.json", b"[]", "reason")
+
+    with unreadable(spool.incoming / "FREQ", spool.quarantine / "BOALF"):
+        seen = run_without_permission_bypass(READ_SPOOL_SCRIPT, str(spool.root))
+
+    assert seen["stats"] == ["BOALF"] and seen["datasets_pending"] == ["BOALF"]
+    assert seen["problems"] == [["incoming/FREQ", "cannot list the directory: Permission denied"]]
+    assert seen["strays"] == [["incoming/FREQ", None]]  # left in place, reported
+    assert seen["quarantined"] == [] and seen["quarantined_boalf"] == []
+    assert seen["quarantine_problems"] == [["quarantine/BOALF", "cannot list the folder: Permission denied"]]
+
+
+def test_a_file_where_a_quarantine_folder_belongs_does_not_break_listing(spool):
+    target = spool.quarantine_bytes(DS, "x.json", b"[]", "reason")
+    (spool.quarantine / "README").write_text("operator note")
+    assert spool.quarantined() == [target]
+    inventory = spool.quarantine_inventory()
+    assert inventory.items == {DS: 1, ".": 1}
+    assert inventory.problems == [SpoolProblem("quarantine/README", "a regular file outside any dataset folder")]
+
+
+# --- everything in quarantine is counted (issue 6, item 8) ---------------------------------------------
+
+def test_quarantine_inventory_counts_every_folder_and_notes_odd_entries(spool, tmp_path):
+    spool.quarantine_bytes("../etc", "m.json", b"[]", "InvalidDataset")  # -> _invalid
+    spool.quarantine_bytes("NEWCODE", "n.json", b"[]", "unregistered")
+    spool.quarantine_bytes("1BAD", "o.json", b"[]", "invalid dataset code")
+    spool.quarantine_bytes(DS, "p.json", b"[]", "bad JSON")
+    os.symlink(tmp_path, spool.quarantine / DS / "link")  # placed by hand, no reason
+    (spool.quarantine / DS / "gone.json.error").write_text("reason of a file since removed")
+
+    inventory = spool.quarantine_inventory()
+
+    assert inventory.items == {"_invalid": 1, "NEWCODE": 1, "1BAD": 1, DS: 2}
+    assert inventory.total == 5
+    assert sorted(str(p) for p in inventory.problems) == [
+        "quarantine/BOALF/gone.json.error: a reason whose file is gone",
+        "quarantine/BOALF/link: a symbolic link, not a regular file",
+        "quarantine/BOALF/link: no .error file gives its reason",
+    ]
+
+
+def test_spool_quarantine_verdict(spool):
+    from iris_pipeline import health
+
+    clean = health.spool_quarantine_verdict(spool.quarantine_inventory(), spool.incoming_problems())
+    assert clean.passed and clean.metadata["quarantined_entries"] == 0
+
+    spool.quarantine_bytes("../x", "m.json", b"[]", "InvalidDataset")
+    spool.quarantine_bytes("NEWCODE", "n.json", b"[]", "unregistered")
+    (spool.incoming / "loose.json").parent.mkdir(parents=True)
+    (spool.incoming / "loose.json").write_bytes(b"[]")
+    verdict = health.spool_quarantine_verdict(spool.quarantine_inventory(), spool.incoming_problems())
+    assert not verdict.passed and verdict.severity == "WARN"
+    assert verdict.description.startswith("2 entries in quarantine (NEWCODE 1, _invalid 1); 1 problem(s), first:")
+    assert "incoming/loose.json" in verdict.description
+    assert verdict.metadata["by_folder"] == {"NEWCODE": 1, "_invalid": 1}
+    assert verdict.metadata["first_problems"] == ["incoming/loose.json: a regular file where a dataset directory belongs"]

@@ -11,8 +11,10 @@ class ArchiveRetention(dg.Config):
 
 @dg.op(description="Delete archive/<DATASET>/<YYYY-MM-DD>/ folders older than keep_days.")
 def prune_spool_archive(context: dg.OpExecutionContext, config: ArchiveRetention, spool: SpoolResource) -> None:
-    removed = spool.get().prune_archive(config.keep_days)
-    context.log.info(f"removed {removed} archived files older than {config.keep_days} days")
+    pruned = spool.get().prune_archive(config.keep_days)
+    context.log.info(f"removed {pruned.removed} archived files older than {config.keep_days} days")
+    for problem in pruned.skipped:
+        context.log.warning(f"left in the archive: {problem}")
 
 
 def build_archive_retention(keep_days: int) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:

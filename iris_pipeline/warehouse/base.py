@@ -43,6 +43,7 @@ def evolved_type(existing: str | None, incoming: str) -> str:
 class LoadedFile:
     name: str
     rows: int
+    sha256: str | None = None  # of the file's bytes: a later body under the same name is told apart
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,9 @@ class Warehouse(abc.ABC):
         return [change for table, columns in tables.items() for change in self.ensure_table(table, columns)]
 
     @abc.abstractmethod
-    def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
-        """Which of these spool file names the ledger already holds for the dataset."""
+    def loaded_files(self, dataset: str, names: Sequence[str]) -> dict[str, str | None]:
+        """Which of these spool file names the ledger already holds for the dataset, each with the
+        sha256 of the body it loaded (None for entries written before the ledger kept hashes)."""
 
     @abc.abstractmethod
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:

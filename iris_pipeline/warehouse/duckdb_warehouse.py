@@ -56,6 +56,8 @@ class DuckDBWarehouse(Warehouse):
                 f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (dataset VARCHAR NOT NULL, _source_file VARCHAR NOT NULL,"
                 " rows BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (dataset, _source_file))"
             )
+            # Ledgers made before content hashes were kept gain the column (NULL for their old entries).
+            self._db.execute(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -132,20 +134,20 @@ class DuckDBWarehouse(Warehouse):
             raise
         return changes
 
-    def loaded_files(self, dataset: str, names: Sequence[str]) -> set[str]:
+    def loaded_files(self, dataset: str, names: Sequence[str]) -> dict[str, str | None]:
         if not names:
-            return set()
+            return {}
         wanted = pa.table({"_source_file": pa.array(list(names), pa.string())})
         self.con.register("_wanted_files", wanted)
         try:
             rows = self.con.execute(
-                f"SELECT l._source_file FROM {LEDGER_TABLE} l JOIN _wanted_files w USING (_source_file)"
+                f"SELECT l._source_file, l.sha256 FROM {LEDGER_TABLE} l JOIN _wanted_files w USING (_source_file)"
                 " WHERE l.dataset = ?",
                 [dataset],
             ).fetchall()
         finally:
             self.con.unregister("_wanted_files")
-        return {r[0] for r in rows}
+        return dict(rows)
 
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         name = identifier(table)
@@ -171,7 +173,7 @@ class DuckDBWarehouse(Warehouse):
                 con.register("_batch_files", ledger)
             con.register("_batch_rows", rows)
             con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows")
-            con.execute(f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _batch_files", [dataset])
+            con.execute(_LEDGER_INSERT, [dataset])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -193,7 +195,7 @@ class DuckDBWarehouse(Warehouse):
                 cols = ", ".join(identifier(c) for c in batch.rows.column_names)
                 con.register("_batch_files", _ledger_rows(batch.files))
                 con.register("_batch_rows", batch.rows)
-                con.execute(f"INSERT INTO {LEDGER_TABLE} SELECT ?, _source_file, rows, now() FROM _batch_files", [batch.dataset])
+                con.execute(_LEDGER_INSERT, [batch.dataset])
                 con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _batch_rows")
             con.execute("COMMIT")
         except duckdb.ConstraintException:
@@ -228,11 +230,18 @@ class DuckDBWarehouse(Warehouse):
         return self.con.execute(sql, list(params)).fetchall()
 
 
+_LEDGER_INSERT = (
+    f"INSERT INTO {LEDGER_TABLE} (dataset, _source_file, rows, ingested_at, sha256)"
+    " SELECT ?, _source_file, rows, now(), sha256 FROM _batch_files"
+)
+
+
 def _ledger_rows(files: Sequence[LoadedFile]) -> pa.Table:
     return pa.table(
         {
             "_source_file": pa.array([f.name for f in files], pa.string()),
             "rows": pa.array([f.rows for f in files], pa.int64()),
+            "sha256": pa.array([f.sha256 for f in files], pa.string()),
         }
     )
 

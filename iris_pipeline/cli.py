@@ -13,7 +13,8 @@ from iris_pipeline.loader import DEFAULT_CHUNK_FILES
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from iris_pipeline.loader import load_spool, without_pandas
+    from iris_pipeline.loader import load_spool
+    from iris_pipeline.workers import without_pandas
 
     without_pandas()
     from iris_pipeline.spool import Spool

@@ -31,7 +31,7 @@ from iris_pipeline import codec
 from iris_pipeline.registry import Dataset, Registry, load_registry
 from iris_pipeline.spool import InvalidName, Spool, SpoolFile, content_hash
 from iris_pipeline.warehouse.base import Batch, LoadedFile, Warehouse, evolved_type
-from iris_pipeline.workers import InProcess, WorkerDied, WorkerPool
+from iris_pipeline.workers import InProcess, WorkerDied, WorkerPool, without_pandas
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,7 @@ def load_spool(
             log.warning("spool entry not loadable: %s", problem)
         create_registered_tables(warehouse, registry)
         wanted = sorted(set(datasets)) if datasets is not None else spool.datasets_pending()
-        tasks: list[tuple[_DatasetState, _Task]] = []
-        for code in wanted:
-            report.datasets[code] = _plan_dataset(spool, warehouse, registry, code, chunk_files, tasks, max_message_bytes)
+        tasks = _plan(spool, warehouse, registry, wanted, chunk_files, max_message_bytes, report)
         workers = (os.cpu_count() or 1) if workers is None else workers
         parallel = workers > 0 and sum(len(t.files) for _, t in tasks) >= parallel_min_files
         with _pool(workers if parallel else 0) as pool:
@@ -200,11 +198,42 @@ class _Prepared:
     hashes: dict[str, str] = field(default_factory=dict)  # file name -> content_hash, for the ledger
 
 
-def _plan_dataset(
-    spool: Spool, warehouse: Warehouse, registry: Registry, code: str, chunk_files: int,
-    tasks: list[tuple[_DatasetState, _Task]], max_message_bytes: int = 0,
-) -> DatasetReport:
-    """The dataset's report, after queueing its chunks as tasks."""
+def _plan(
+    spool: Spool, warehouse: Warehouse, registry: Registry, codes: list[str], chunk_files: int,
+    max_message_bytes: int, report: LoadReport,
+) -> list[tuple[_DatasetState, _Task]]:
+    """Each dataset's report and its chunks to load; the ledger is asked once for every dataset."""
+    listed: dict[str, tuple[_DatasetState, list[SpoolFile]]] = {}
+    for code in codes:
+        report.datasets[code], entry = _list_dataset(spool, warehouse, registry, code)
+        if entry:
+            listed[code] = entry
+    try:
+        loaded = warehouse.loaded_files_many({code: [f.name for f in files] for code, (_, files) in listed.items()})
+    except Exception as exc:  # the ledger cannot be read: nothing can load safely this run
+        for state, _ in listed.values():
+            _failed(state.report, exc)
+        return []
+    tasks = []
+    for code, (state, files) in listed.items():
+        try:
+            files, already = _split_already_loaded(spool, warehouse, code, files, loaded[code])
+            if already:  # loaded by a run that stopped before archiving them
+                spool.archive_files(already)
+                state.report.files_already_loaded += len(already)
+            existing = tuple(state.columns)
+            for start in range(0, len(files), chunk_files):
+                chunk = files[start : start + chunk_files]
+                tasks.append((state, _Task(str(spool.root), state.dataset, chunk, existing, max_message_bytes)))
+        except Exception as exc:  # one dataset's failure must not block the others
+            _failed(state.report, exc)
+    return tasks
+
+
+def _list_dataset(
+    spool: Spool, warehouse: Warehouse, registry: Registry, code: str
+) -> tuple[DatasetReport, tuple[_DatasetState, list[SpoolFile]] | None]:
+    """The dataset's report, and its state and pending files when it can load."""
     try:
         dataset = registry.resolve(code)
     except ValueError as exc:  # invalid code, or one whose table would clash with a registered dataset's
@@ -213,40 +242,31 @@ def _plan_dataset(
             files = spool.pending(code)
         except InvalidName as bad:  # e.g. `ingest --dataset ../../x`: never becomes a path
             report.error = str(bad)
-            return report
+            return report, None
         for f in files:
             _quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
         report.files_quarantined = len(report.quarantine_reasons)
-        return report
+        return report, None
     report = DatasetReport(code, dataset.table_name, registered=dataset.registered)
     try:
         table = warehouse.table_columns(dataset.table_name) or {}
         columns = {name: t for name, t in table.items() if name not in codec.META_COLUMNS}
-        state = _DatasetState(dataset, report, columns)
         files = spool.pending(code)
-        if files:
-            report.oldest_file_age_s = max(0.0, time.time() - files[0].mtime)
-        files, already = _split_already_loaded(spool, warehouse, code, files)
-        if already:  # loaded by a run that stopped before archiving them
-            spool.archive_files(already)
-            report.files_already_loaded += len(already)
-        existing = tuple(columns)
-        for start in range(0, len(files), chunk_files):
-            chunk = files[start : start + chunk_files]
-            tasks.append((state, _Task(str(spool.root), dataset, chunk, existing, max_message_bytes)))
     except Exception as exc:  # one dataset's failure must not block the others
-        log.exception("dataset %s failed", code)
-        report.error = f"{type(exc).__name__}: {exc}"[:500]
-    return report
+        _failed(report, exc)
+        return report, None
+    if files:
+        report.oldest_file_age_s = max(0.0, time.time() - files[0].mtime)
+    return report, (_DatasetState(dataset, report, columns), files)
 
 
 def _split_already_loaded(
-    spool: Spool, warehouse: Warehouse, code: str, files: list[SpoolFile]
+    spool: Spool, warehouse: Warehouse, code: str, files: list[SpoolFile], loaded: dict[str, str | None]
 ) -> tuple[list[SpoolFile], list[SpoolFile]]:
-    """(files to load, files the ledger already holds). A file whose name the ledger holds with
-    another body's hash is a different message under a taken name (the first copy was archived and
-    pruned, so the writer could not compare): it is renamed to its content variant name and loaded."""
-    loaded = warehouse.loaded_files(code, [f.name for f in files])
+    """(files to load, files the ledger already holds), given what the ledger holds of their names.
+    A file whose name the ledger holds with another body's hash is a different message under a taken
+    name (the first copy was archived and pruned, so the writer could not compare): it is renamed to
+    its content variant name and loaded."""
     if not loaded:
         return files, []
     to_load, already, renamed = [], [], []
@@ -272,25 +292,6 @@ def _split_already_loaded(
 
 def _pool(workers: int) -> InProcess | WorkerPool:
     return WorkerPool(workers, initializer=without_pandas) if workers > 0 else InProcess()
-
-
-def without_pandas() -> None:
-    """Keep pandas out of a loader process. pyarrow imports it on first use, to recognise DataFrames
-    (0.4–0.8 s per process, measured); the loader never hands it one. Only for processes that run
-    nothing else: where pandas is already imported this changes nothing."""
-    import sys
-
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
-
-
-class _NoPandas:
-    """An import finder that says pandas is not installed (pyarrow then skips its pandas support)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is kept out of loader processes")
-        return None
 
 
 def _archive(spool_root: str, files: list[SpoolFile]) -> None:

@@ -473,3 +473,12 @@ def test_one_warehouse_used_from_two_threads(db_path):
     assert errors == "[]"
     assert int(rows) == 2000
     assert int(reads) > 0
+
+
+def test_loaded_files_many_asks_once_for_every_dataset(wh):
+    load(wh, {"a.json": [boalf("A", 1)]})
+    load(wh, {"a.json": [boalf("B", 2)]}, dataset="OTHER")
+    found = wh.loaded_files_many({DS: ["a.json", "b.json"], "OTHER": ["a.json"], "NONE": ["a.json"], "EMPTY": []})
+    assert found.keys() == {DS, "OTHER", "NONE", "EMPTY"}
+    assert set(found[DS]) == {"a.json"} and set(found["OTHER"]) == {"a.json"}
+    assert found["NONE"] == {} and found["EMPTY"] == {}

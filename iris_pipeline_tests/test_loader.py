@@ -213,8 +213,7 @@ def test_a_worker_killed_mid_drain_costs_nothing(spool, warehouse):
 
     for i in range(12):
         spool.write_incoming("FREQ", f"FREQ_{i:02d}.json", body(freq_records(second=i)))
-    tasks = []
-    loader._plan_dataset(spool, warehouse, load_registry(), "FREQ", 3, tasks)
+    tasks = loader._plan(spool, warehouse, load_registry(), ["FREQ"], 3, 0, loader.LoadReport())
     with WorkerPool(2) as pool:
         pool.submit(int).result()  # start a worker
         os.kill(pool.pids[0], signal.SIGKILL)

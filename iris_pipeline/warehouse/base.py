@@ -87,6 +87,11 @@ class Warehouse(abc.ABC):
         """Which of these spool file names the ledger already holds for the dataset, each with the
         sha256 of the body it loaded (None for entries written before the ledger kept hashes)."""
 
+    def loaded_files_many(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str | None]]:
+        """`loaded_files` for several datasets at once (dataset -> names), in one query where the
+        backend can: a drain asks for dozens of datasets."""
+        return {dataset: self.loaded_files(dataset, names) for dataset, names in wanted.items()}
+
     @abc.abstractmethod
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         """Insert rows and ledger entries of files not yet loaded, atomically. Returns the files it loaded."""

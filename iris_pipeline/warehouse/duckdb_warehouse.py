@@ -149,6 +149,26 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_wanted_files")
         return dict(rows)
 
+    def loaded_files_many(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str | None]]:
+        pairs = [(dataset, name) for dataset, names in wanted.items() for name in names]
+        found: dict[str, dict[str, str | None]] = {dataset: {} for dataset in wanted}
+        if not pairs:
+            return found
+        self.con.register("_wanted_files", pa.table({
+            "dataset": pa.array([d for d, _ in pairs], pa.string()),
+            "_source_file": pa.array([n for _, n in pairs], pa.string()),
+        }))
+        try:
+            rows = self.con.execute(
+                f"SELECT l.dataset, l._source_file, l.sha256 FROM {LEDGER_TABLE} l"
+                " JOIN _wanted_files w USING (dataset, _source_file)"
+            ).fetchall()
+        finally:
+            self.con.unregister("_wanted_files")
+        for dataset, name, digest in rows:
+            found[dataset][name] = digest
+        return found
+
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
         name = identifier(table)
         cols = ", ".join(identifier(c) for c in rows.column_names)

@@ -15,19 +15,15 @@ stay in-process: starting workers would cost more than it saves.
 from __future__ import annotations
 
 import collections
-import contextlib
-import datetime as dt
-import gc
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
-
-import numpy as np
-import pyarrow as pa
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator
 
 from iris_pipeline import codec
+from iris_pipeline.chunk import DEFAULT_MAX_MESSAGE_BYTES, ChunkTask, PreparedChunk, prepare, quarantine, read_file
+from iris_pipeline.load_report import DatasetReport, LoadReport
 from iris_pipeline.registry import Dataset, Registry, load_registry
 from iris_pipeline.spool import InvalidName, Spool, SpoolFile, content_hash
 from iris_pipeline.warehouse.base import Batch, LoadedFile, Warehouse, evolved_type
@@ -40,72 +36,6 @@ PARALLEL_MIN_FILES = 5000
 # A backlog's prepared chunks are committed a group at a time (each commit costs ~10 ms of fsync).
 GROUP_ROWS = 100_000
 GROUP_CHUNKS = 16
-# Real IRIS messages are a few KB, rarely several MB; a bigger file is not read into memory at all.
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class DatasetReport:
-    dataset: str
-    table: str | None
-    registered: bool
-    files_loaded: int = 0
-    rows_loaded: int = 0
-    files_already_loaded: int = 0
-    files_quarantined: int = 0
-    quarantine_reasons: dict[str, str] = field(default_factory=dict)
-    schema_changes: list[str] = field(default_factory=list)
-    oldest_file_age_s: float | None = None
-    error: str | None = None
-    archive_error: str | None = None  # loaded, but not yet moved to archive/ (done by the next run)
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "files_loaded": self.files_loaded,
-            "rows_loaded": self.rows_loaded,
-            "files_already_loaded": self.files_already_loaded,
-            "files_quarantined": self.files_quarantined,
-            "lag_seconds": round(self.oldest_file_age_s or 0.0, 1),
-            "registered": self.registered,
-            "schema_changes": "; ".join(self.schema_changes) or "none",
-        } | ({"archive_error": self.archive_error} if self.archive_error else {})
-
-
-@dataclass
-class LoadReport:
-    datasets: dict[str, DatasetReport] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def files_loaded(self) -> int:
-        return sum(r.files_loaded for r in self.datasets.values())
-
-    @property
-    def rows_loaded(self) -> int:
-        return sum(r.rows_loaded for r in self.datasets.values())
-
-    @property
-    def files_quarantined(self) -> int:
-        return sum(r.files_quarantined for r in self.datasets.values())
-
-    @property
-    def failed(self) -> dict[str, str]:
-        return {code: r.error for code, r in self.datasets.items() if r.error}
-
-    def summary(self) -> str:
-        lines = [
-            f"{code:<12} files={r.files_loaded:<7} rows={r.rows_loaded:<9} dup={r.files_already_loaded:<5}"
-            f" quarantined={r.files_quarantined:<4}{' UNREGISTERED' if not r.registered else ''}"
-            f"{' ERROR: ' + r.error if r.error else ''}"
-            f"{' NOT ARCHIVED: ' + r.archive_error if r.archive_error else ''}"
-            for code, r in sorted(self.datasets.items())
-        ]
-        rate = self.files_loaded / self.seconds if self.seconds else 0.0
-        lines.append(
-            f"total: {self.files_loaded} files, {self.rows_loaded} rows, {self.files_quarantined} quarantined,"
-            f" {len(self.failed)} datasets failed, {self.seconds:.2f}s ({rate:,.0f} files/s)"
-        )
-        return "\n".join(lines)
 
 
 def load_spool(
@@ -180,28 +110,10 @@ class _DatasetState:
     columns: dict[str, str]  # the table's column types as committed so far
 
 
-@dataclass(frozen=True)
-class _Task:
-    spool_root: str
-    dataset: Dataset
-    files: list[SpoolFile]
-    existing: tuple[str, ...]  # the table's columns when planned (for case clashes)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-
-
-@dataclass
-class _Prepared:
-    decoded: list[tuple[SpoolFile, int]]  # files that will load, with their record counts
-    converted: codec.Converted | None
-    quarantined: dict[str, str]  # file name -> reason (already moved to quarantine/)
-    error: str | None = None
-    hashes: dict[str, str] = field(default_factory=dict)  # file name -> content_hash, for the ledger
-
-
 def _plan(
     spool: Spool, warehouse: Warehouse, registry: Registry, codes: list[str], chunk_files: int,
     max_message_bytes: int, report: LoadReport,
-) -> list[tuple[_DatasetState, _Task]]:
+) -> list[tuple[_DatasetState, ChunkTask]]:
     """Each dataset's report and its chunks to load; the ledger is asked once for every dataset."""
     listed: dict[str, tuple[_DatasetState, list[SpoolFile]]] = {}
     for code in codes:
@@ -224,7 +136,7 @@ def _plan(
             existing = tuple(state.columns)
             for start in range(0, len(files), chunk_files):
                 chunk = files[start : start + chunk_files]
-                tasks.append((state, _Task(str(spool.root), state.dataset, chunk, existing, max_message_bytes)))
+                tasks.append((state, ChunkTask(str(spool.root), state.dataset, chunk, existing, max_message_bytes)))
         except Exception as exc:  # one dataset's failure must not block the others
             _failed(state.report, exc)
     return tasks
@@ -244,7 +156,7 @@ def _list_dataset(
             report.error = str(bad)
             return report, None
         for f in files:
-            _quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
+            quarantine(spool, f, f"{exc}: not loaded into any table", report.quarantine_reasons)
         report.files_quarantined = len(report.quarantine_reasons)
         return report, None
     report = DatasetReport(code, dataset.table_name, registered=dataset.registered)
@@ -275,7 +187,7 @@ def _split_already_loaded(
             to_load.append(f)
             continue
         try:
-            digest = content_hash(_read(f)) if loaded[f.name] else None
+            digest = content_hash(read_file(f)) if loaded[f.name] else None
         except FileNotFoundError:
             continue  # moved by an operator since listing
         if digest is None or digest == loaded[f.name]:  # old ledger entries have no hash: the name decides
@@ -298,72 +210,28 @@ def _archive(spool_root: str, files: list[SpoolFile]) -> None:
     Spool(spool_root).archive_files(files)
 
 
-def _prepared_in_order(tasks, pool, window: int) -> Iterator[tuple[_DatasetState, _Task, _Prepared]]:
+def _prepared_in_order(tasks, pool, window: int) -> Iterator[tuple[_DatasetState, ChunkTask, PreparedChunk]]:
     """Prepare tasks on the pool, at most `window` ahead, yielding results in submission order."""
     in_flight: collections.deque = collections.deque()
 
-    def result(task, future) -> _Prepared:
+    def result(task, future) -> PreparedChunk:
         try:  # a worker that dies (killed, out of memory) costs only a rerun of its chunk
             return future.result()
         except WorkerDied as exc:  # its workers kept dying (OOM killer, an operator): do it here
             log.warning("preparing %s: %s; preparing it in this process", task.dataset.code, exc)
-            return _prepare(task)
+            return prepare(task)
         except Exception as exc:  # preparing failed unexpectedly: this chunk stays in incoming/
             log.exception("preparing %s failed", task.dataset.code)
-            return _Prepared([], None, {}, error=f"{type(exc).__name__}: {exc}"[:500])
+            return PreparedChunk([], None, {}, error=f"{type(exc).__name__}: {exc}"[:500])
 
     for state, task in tasks:
-        in_flight.append((state, task, pool.submit(_prepare, task)))
+        in_flight.append((state, task, pool.submit(prepare, task)))
         if len(in_flight) >= window:
             state0, task0, future0 = in_flight.popleft()
             yield state0, task0, result(task0, future0)
     while in_flight:
         state0, task0, future0 = in_flight.popleft()
         yield state0, task0, result(task0, future0)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Decoding allocates a million acyclic dicts per 100,000 files; the cyclic collector would walk
-    # them again and again (measured: 7 of 20 seconds of a drain). Reference counting frees them.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _prepare(task: _Task) -> _Prepared:
-    """Read, decode and convert one chunk; quarantine what cannot be loaded. Runs in a worker."""
-    with _gc_paused():
-        return _prepare_chunk(task)
-
-
-def _prepare_chunk(task: _Task) -> _Prepared:
-    spool = Spool(task.spool_root)
-    quarantined: dict[str, str] = {}
-    hashes: dict[str, str] = {}
-    decoded: list[tuple[SpoolFile, list[dict[str, Any]]]] = []
-    limit = task.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
-    for f in task.files:
-        if f.size > limit:
-            _quarantine(spool, f, f"message is {f.size:,} bytes, above IRIS_MAX_MESSAGE_BYTES={limit:,}", quarantined)
-            continue
-        try:
-            body = _read(f)
-            hashes[f.name] = content_hash(body)
-            decoded.append((f, codec.decode_body(body)))
-        except codec.DecodeError as exc:
-            _quarantine(spool, f, str(exc), quarantined)
-        except FileNotFoundError:
-            continue  # moved by an operator since listing; nothing of ours to do
-        except OSError as exc:  # unreadable (permissions, I/O error): it must not hold back the others
-            _quarantine(spool, f, f"cannot read the file: {exc}", quarantined)
-    declared = {c.name: c.type for c in task.dataset.columns}
-    converted, decoded = _convert_isolating_bad_files(spool, decoded, declared, task.existing, quarantined)
-    return _Prepared([(f, len(records)) for f, records in decoded], converted, quarantined, hashes=hashes)
 
 
 @dataclass
@@ -383,7 +251,7 @@ class _Staged:
         return Batch(ds.code, ds.table_name, rows, files)
 
 
-def _stage(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _Prepared) -> _Staged | None:
+def _stage(warehouse: Warehouse, state: _DatasetState, task: ChunkTask, prepared: PreparedChunk) -> _Staged | None:
     """Evolve the table for a prepared chunk and conform its rows; None when nothing is to be committed."""
     report = state.report
     report.quarantine_reasons.update(prepared.quarantined)
@@ -396,7 +264,7 @@ def _stage(warehouse: Warehouse, state: _DatasetState, task: _Task, prepared: _P
         if _case_clash(state.columns, prepared.converted.column_types):
             # Prepared before an earlier chunk added the same field spelt otherwise: redo it here,
             # knowing the table as it is now, so the first spelling stays the column.
-            prepared = _prepare(replace(task, existing=tuple(state.columns)))
+            prepared = prepare(replace(task, existing=tuple(state.columns)))
             report.quarantine_reasons.update(prepared.quarantined)
             report.files_quarantined += len(prepared.quarantined)
             if not prepared.decoded:
@@ -452,55 +320,3 @@ def _case_clash(table: dict[str, str], chunk: dict[str, str]) -> bool:
     return any(folded.get(name.lower(), name) != name for name in chunk)
 
 
-def _read(f: SpoolFile) -> bytes:
-    # os.read skips the buffered-file objects open() builds for every one of 100,000 files.
-    fd = os.open(f.path, os.O_RDONLY)
-    try:
-        chunks = [os.read(fd, f.size + 1)]
-        while chunks[-1]:  # the file is complete when listed (writers rename into place), but be exact
-            chunks.append(os.read(fd, 1 << 20))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _convert_isolating_bad_files(spool, decoded, declared, existing, quarantined):
-    """Convert a chunk at once; if it fails, find and quarantine the offending files, keep the rest."""
-    if not decoded:
-        return None, []
-    try:
-        return _convert(decoded, declared, existing), decoded
-    except codec.ConversionError:
-        good = []
-        for f, records in decoded:
-            try:
-                _convert([(f, records)], declared, existing)
-                good.append((f, records))
-            except codec.ConversionError as exc:
-                _quarantine(spool, f, str(exc), quarantined)
-        return (_convert(good, declared, existing), good) if good else (None, [])
-
-
-def _convert(decoded: list[tuple[SpoolFile, list[dict[str, Any]]]], declared: dict[str, str], existing) -> codec.Converted:
-    counts = np.fromiter((len(records) for _, records in decoded), dtype=np.int64, count=len(decoded))
-    file_of_row = np.repeat(np.arange(len(decoded)), counts)
-    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    record_index = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
-    names = pa.array([f.name for f, _ in decoded], pa.string())
-    records = [r for _, recs in decoded for r in recs]
-    now = pa.scalar(dt.datetime.now(dt.timezone.utc), codec.ARROW_TYPES["TIMESTAMP"])
-    return codec.to_records_table(
-        records, declared, names.take(pa.array(file_of_row)), pa.array(record_index), now, existing
-    )
-
-
-def _quarantine(spool: Spool, f: SpoolFile, reason: str, reasons: dict[str, str]) -> None:
-    log.warning("quarantined %s/%s: %s", f.dataset, f.name, reason)
-    try:
-        spool.quarantine_file(f, reason)
-    except FileNotFoundError:
-        return
-    except OSError as exc:  # cannot even be moved: say so, and let the rest of the chunk load
-        log.error("cannot quarantine %s/%s (%s): %s", f.dataset, f.name, reason, exc)
-        reason = f"{reason}; and it could not be moved to quarantine/: {exc}"
-    reasons[f.name] = reason

@@ -132,18 +132,18 @@ def test_an_io_error_on_one_file_is_quarantined_and_the_rest_load(spool, warehou
     """EIO needs failing hardware, which cannot be had here: the read of one file is made to raise it."""
     import errno
 
-    from iris_pipeline import loader
+    from iris_pipeline import chunk
 
     for i in range(4):
         spool.write_incoming("FREQ", f"FREQ_{i}.json", body([{"measurementTime": f"2025-01-01T00:00:0{i}Z", "frequency": 50.0}]))
-    real_read = loader._read
+    real_read = chunk.read_file
 
     def failing_read(f):
         if f.name == "FREQ_1.json":
             raise OSError(errno.EIO, "Input/output error")
         return real_read(f)
 
-    monkeypatch.setattr(loader, "_read", failing_read)
+    monkeypatch.setattr(chunk, "read_file", failing_read)
     report = load_spool(spool, warehouse)
     assert report.failed == {} and report.files_loaded == 3 and report.files_quarantined == 1
     assert "Input/output error" in report.datasets["FREQ"].quarantine_reasons["FREQ_1.json"]

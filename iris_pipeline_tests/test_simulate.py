@@ -7,6 +7,7 @@ import datetime as dt
 import re
 import statistics
 import threading
+import time
 
 import orjson
 import pytest
@@ -267,13 +268,20 @@ def test_cli_spool_dir_defaults_to_env(tmp_path, monkeypatch):
 
 
 def test_run_writes_backfill_then_stops_on_event(tmp_path):
+    # Stopped once the backfill is on disk, however slow the machine: no race with a timer.
     stop = threading.Event()
-    timer = threading.Timer(0.3, stop.set)
-    timer.start()
-    written = run(tmp_path / "spool", backfill_minutes=3, stop_event=stop, duration=10)
-    timer.join()
+    result = []
+    runner = threading.Thread(target=lambda: result.append(
+        run(tmp_path / "spool", backfill_minutes=3, stop_event=stop, duration=120)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while len(incoming_files(tmp_path / "spool")) <= 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the simulator did not stop on the event"
     files = incoming_files(tmp_path / "spool")
-    assert written == len(files) > 100  # three minutes of backfill
+    assert result[0] == len(files) > 100  # three minutes of backfill
     assert "FREQ" in {f.parent.name for f in files}
 
 

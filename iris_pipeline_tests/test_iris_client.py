@@ -236,27 +236,94 @@ def test_broker_restart_client_reconnects_and_goes_on(amqp_broker, spool):
     assert client.stats.completed + client.stats.lock_lost == 40
 
 
-def test_transient_write_failure_abandons_then_lands_once(make_amqp_broker, spool):
-    broker = make_amqp_broker(max_delivery_count=50)
-    spool.incoming.mkdir(parents=True)
-    blocker = spool.incoming / "FREQ"
-    blocker.write_text("a file where the dataset directory should be")  # mkdir fails: an OSError
-    broker.send(QUEUE, double_encoded(records("FREQ")), subject="FREQ", message_id="FREQ_1.json")
-    client = IrisClient(settings_for(broker), spool)
+def run_in_thread(client: IrisClient):
     stop = threading.Event()
     thread = threading.Thread(target=client.run, kwargs={"stop_event": stop}, daemon=True)
     thread.start()
+    return stop, thread
+
+
+def test_failing_write_keeps_messages_locked_until_it_succeeds(make_amqp_broker, spool):
+    """A write that fails (a file where the dataset directory should be: root cannot write through it,
+    while tmp/ stays writable) for longer than 5 lock durations spends none of the 5 deliveries."""
+    broker = make_amqp_broker(lock_duration=1.0, max_delivery_count=5)
+    spool.incoming.mkdir(parents=True)
+    blocker = spool.incoming / "FREQ"
+    blocker.write_text("a file where the dataset directory should be")
+    sent = {f"FREQ/FREQ_{i}.json": double_encoded(records("FREQ", 2, i)) for i in range(3)}
+    sent["MID/MID_1.json"] = double_encoded(records("MID"))
+    for path, body in sent.items():
+        dataset, name = path.split("/")
+        broker.send(QUEUE, body, subject=dataset, message_id=name)
+    # one message per batch: the others wait in the receiver's prefetch buffer, where locks run out too
+    client = IrisClient(settings_for(broker, batch_size=1), spool)
+    stop, thread = run_in_thread(client)
     try:
-        wait_until(lambda: client.stats.abandoned >= 1, 15, "an abandon")
-        wait_until(lambda: "write failed for FREQ/FREQ_1.json" in ((read_status(spool.root) or {}).get(
-            "last_error") or ""), 10, "the write error in the status file")
+        wait_until(lambda: "write failed for FREQ/" in ((read_status(spool.root) or {}).get("last_error") or ""),
+                   15, "a failing write")
+        started = time.monotonic()
+        while time.monotonic() - started < 6 * broker.lock_duration:  # past 5 would-be deliveries
+            assert max(broker.delivery_counts(QUEUE).values()) == 1, "a delivery was spent"
+            assert broker.dead_letters(QUEUE) == [] and thread.is_alive()
+            time.sleep(0.2)
+        status = read_status(spool.root)
+        failing = status["write_failing_since"]
+        assert failing and status["writes_failing"] >= 1
+        assert "write failed for FREQ/FREQ_" in status["last_write_error"]
+        later = dt.datetime.fromisoformat(failing) + dt.timedelta(seconds=61)
+        ok, text, _ = client_health({**status, "updated_at": later.isoformat(), "last_message_at": failing},
+                                    later, 3600)
+        assert not ok and "spool writes failing since" in text
         blocker.unlink()
-        wait_until(lambda: broker.completed_count(QUEUE) == 1, 20, "the message after the disk recovered")
+        wait_until(lambda: broker.completed_count(QUEUE) == len(sent), 20, "every message once the disk recovered")
+        wait_until(lambda: read_status(spool.root)["write_failing_since"] is None, 5, "the failure cleared")
     finally:
         stop.set()
         thread.join(20)
-    assert list(spool_files(spool.root)) == ["FREQ/FREQ_1.json"]
-    assert broker.dead_letters(QUEUE) == [] and client.stats.written == 1
+    assert not thread.is_alive()
+    assert spool_files(spool.root) == sent
+    assert broker.dead_letters(QUEUE) == [] and broker.dead_letter_depth(QUEUE) == 0
+    assert set(broker.completed_delivery_counts(QUEUE).values()) == {1}  # not one delivery spent
+    assert client.stats.abandoned == 0 and client.stats.written == len(sent) and client.stats.write_failures >= 3
+
+
+def test_broker_dead_letters_reach_quarantine_with_the_broker_reason(make_amqp_broker, spool):
+    from azure.servicebus import ServiceBusClient
+
+    broker = make_amqp_broker(lock_duration=1.0, max_delivery_count=5)
+    expired, exhausted, landed = (double_encoded(records("FREQ", 1, i)) for i in range(3))
+    broker.send(QUEUE, expired, subject="FREQ", message_id="FREQ_expired.json", time_to_live=0.2)
+    broker.send(QUEUE, exhausted, subject="FREQ", message_id="FREQ_exhausted.json")
+    broker.send(QUEUE, landed, subject="FREQ", message_id="FREQ_landed.json")
+    assert spool.write_incoming("FREQ", "FREQ_landed.json", landed)  # written; its completion never arrived
+    wait_until(lambda: broker.dead_letters(QUEUE), 5, "the TTL expiry")
+    with ServiceBusClient.from_connection_string(broker.connection_string(), retry_total=0) as sb:
+        with sb.get_queue_receiver(QUEUE, prefetch_count=0) as other_consumer:  # gives up on both, 5 times
+            for _ in range(5):
+                for message in other_consumer.receive_messages(max_message_count=2, max_wait_time=5):
+                    other_consumer.abandon_message(message)
+    reasons = {d.message_id: d.reason for d in broker.dead_letters(QUEUE)}
+    assert reasons == {"FREQ_expired.json": "TTLExpiredException", "FREQ_exhausted.json": "MaxDeliveryCountExceeded",
+                       "FREQ_landed.json": "MaxDeliveryCountExceeded"}
+
+    client = IrisClient(settings_for(broker), spool)
+    stop, thread = run_in_thread(client)
+    try:
+        wait_until(lambda: broker.dead_letter_depth(QUEUE) == 0, 20, "the dead-letter queue to be drained")
+        wait_until(lambda: read_status(spool.root)["dead_letters_quarantined"] == 2, 5, "the status")
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    quarantined = spool_files(spool.root, "quarantine")
+    assert set(quarantined) == {"FREQ/FREQ_expired.json", "FREQ/FREQ_expired.json.error",
+                                "FREQ/FREQ_exhausted.json", "FREQ/FREQ_exhausted.json.error"}
+    assert quarantined["FREQ/FREQ_expired.json"] == expired and quarantined["FREQ/FREQ_exhausted.json"] == exhausted
+    assert "TTLExpiredException" in quarantined["FREQ/FREQ_expired.json.error"].decode()
+    error = quarantined["FREQ/FREQ_exhausted.json.error"].decode()
+    assert "MaxDeliveryCountExceeded" in error and "after 5 delivery attempts" in error and "incoming/FREQ/" in error
+    assert spool_files(spool.root) == {"FREQ/FREQ_landed.json": landed}  # already landed: no quarantine copy
+    assert read_status(spool.root)["dead_letters_already_landed"] == 1
 
 
 def test_slow_write_keeps_the_lock_alive(make_amqp_broker, spool):
@@ -268,7 +335,7 @@ def test_slow_write_keeps_the_lock_alive(make_amqp_broker, spool):
             time.sleep(3.5)  # longer than the lock
             return super().write_incoming(*args, **kwargs)
 
-    stats = IrisClient(settings_for(broker, slow_batch_s=0.3), SlowDisk(spool.root)).run(max_idle=0.5)
+    stats = IrisClient(settings_for(broker), SlowDisk(spool.root)).run(max_idle=0.5)
 
     assert (stats.completed, stats.lock_lost, stats.written, stats.duplicates) == (1, 0, 1, 0)
     assert broker.completed_count(QUEUE) == 1 and broker.queue_depth(QUEUE) == 0

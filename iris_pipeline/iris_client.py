@@ -424,7 +424,6 @@ class _LockKeeper:
         span = (first - _now()).total_seconds() if first else 2 * RENEW_MARGIN_S
         self.margin_s = max(0.05, min(RENEW_MARGIN_S, span / 2))
         self.poll_s = max(0.02, min(HOLD_POLL_S, self.margin_s / 2))
-        self.renewals = 0
 
     def renew_due(self, receiver, in_hand: list) -> None:
         from azure.servicebus.exceptions import MessageLockLostError
@@ -436,7 +435,6 @@ class _LockKeeper:
                 continue  # settled, not due yet, or already lost (the broker redelivers it)
             try:
                 receiver.renew_message_lock(message)
-                self.renewals += 1
             except MessageLockLostError:
                 log.warning("lock lost on %s: the broker redelivers it", message.message_id)
 
@@ -476,6 +474,7 @@ class IrisClient:
         self._failing_lock = threading.Lock()
         self._status_written = 0.0
         self._stop = threading.Event()
+        self._halt = threading.Event()  # writers stop retrying: a stop was requested or run() is ending
         self._dead_letters = None
         self._writes = itertools.count(1)
         self._crash_after = int(os.environ.get(CRASH_HOOK_ENV, "0") or 0)
@@ -483,6 +482,7 @@ class IrisClient:
     # -- main loop ---------------------------------------------------------------------------
     def run(self, max_idle: float | None = None, stop_event: threading.Event | None = None) -> ClientStats:
         stop = self._stop = stop_event or threading.Event()
+        self._halt.clear()
         install_redactor(self.redactor)
         lock = SpoolLock(self.spool.root)
         lock.acquire()
@@ -506,7 +506,8 @@ class IrisClient:
                     self._sleep(stop, max_idle, delay)
         finally:
             drain_stop.set()
-            self._writer.shutdown(wait=True)  # bounded: a retrying writer returns once `stop` is set
+            self._halt.set()
+            self._writer.shutdown(wait=True)  # bounded: a retrying writer returns once halted
             if drain_thread is not None:
                 drain_thread.join(30)
             self._connected = False
@@ -516,10 +517,11 @@ class IrisClient:
         return self.stats
 
     def _start_dead_letter_drain(self, drain_stop: threading.Event) -> threading.Thread | None:
+        # imported here: iris_dead_letters uses this module's routing
+        from iris_pipeline.iris_dead_letters import DeadLetterDrain
+
         if not self.settings.drain_dead_letters:
             return None
-        from iris_pipeline.iris_dead_letters import DeadLetterDrain  # it uses this module's routing
-
         self._dead_letters = DeadLetterDrain(self.settings, self.spool, self.redactor)
         thread = threading.Thread(target=self._dead_letters.run, args=(drain_stop, self._stop),
                                   name="iris-dead-letters", daemon=True)
@@ -575,7 +577,9 @@ class IrisClient:
             try:
                 stored = outcome.result(timeout=locks.poll_s)
             except FutureTimeout:
-                if self._failing:
+                if self._stop.is_set():
+                    self._halt.set()  # a write still failing gives its message back now
+                elif self._failing:
                     self._take_prefetched(receiver, pending)
                 locks.renew_due(receiver, [m for m, _ in pending])
                 self._write_status()
@@ -609,12 +613,12 @@ class IrisClient:
                 except OSError as exc:
                     attempt += 1
                     detail = f"write failed for {where.dataset}/{where.file_name} (attempt {attempt}): {exc}"
-                    self._write_failed(message, detail)
-                    if self._stop.is_set():
+                    self._write_failed(message, detail, attempt)
+                    if self._halt.is_set():
                         return Stored("abandon", where, detail=detail)
                     if _lock_expired(message):
                         return Stored("lock-lost", where, detail=detail)
-                    self._stop.wait(backoff_delay(attempt, initial=0.5, cap=WRITE_RETRY_MAX_DELAY_S))
+                    self._halt.wait(backoff_delay(attempt, initial=0.5, cap=WRITE_RETRY_MAX_DELAY_S))
         finally:
             with self._failing_lock:
                 self._failing.pop(id(message), None)
@@ -630,13 +634,14 @@ class IrisClient:
         self._check_duplicate(where, body)
         return Stored("complete", where)
 
-    def _write_failed(self, message, detail: str) -> None:
+    def _write_failed(self, message, detail: str, attempt: int) -> None:
         detail = self.redactor.redact(detail)[:500]
         with self._failing_lock:
             self._failing.setdefault(id(message), self.clock())
             self.stats.write_failures += 1
             self._last_write_error = self._last_error = detail
-        log.error("%s; keeping the message locked and retrying", detail)
+        level = logging.ERROR if attempt == 1 or attempt % 60 == 0 else logging.DEBUG  # retries every ≤ 5 s
+        log.log(level, "%s; keeping the message locked and retrying", detail)
 
     def _settle(self, receiver, message, stored: Stored) -> None:
         from azure.servicebus.exceptions import MessageLockLostError
@@ -736,6 +741,7 @@ class IrisClient:
             "last_write_error": self._last_write_error,
             "dead_letters_quarantined": drained.quarantined if drained else 0,
             "dead_letters_already_landed": drained.already_landed if drained else 0,
+            "dead_letter_error": drained.last_error if drained else None,
             "last_error": self._last_error,
             "updated_at": _iso(self.clock()),
             "secret_expires": self.settings.secret_expires.isoformat() if self.settings.secret_expires else None,

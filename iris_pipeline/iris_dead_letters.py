@@ -18,6 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from iris_pipeline.codec import DecodeError, decode_body
 from iris_pipeline.iris_client import (
     ClientSettings,
     Redactor,
@@ -26,7 +27,6 @@ from iris_pipeline.iris_client import (
     message_body,
     route,
 )
-from iris_pipeline.codec import DecodeError, decode_body
 from iris_pipeline.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class DeadLetterDrain:
         self.last_error: str | None = None
 
     def run(self, done: threading.Event, stop: threading.Event | None = None) -> None:
-        """Drain until `done` (or `stop`) is set, reconnecting with backoff."""
+        """Drain, reconnecting with backoff, until `stop` is set, or until `done` is set and the
+        sub-queue is found empty (the client exits once idle: so is its dead-letter queue)."""
         stop = stop or done
         attempt = 0
         while not (done.is_set() or stop.is_set()):
@@ -75,11 +76,17 @@ class DeadLetterDrain:
                                                  prefetch_count=0)
             with receiver:
                 failures = 0
-                while not (done.is_set() or stop.is_set()):
-                    for message in receiver.receive_messages(max_message_count=BATCH, max_wait_time=RECEIVE_WAIT_S):
+                while not stop.is_set():
+                    messages = receiver.receive_messages(max_message_count=BATCH, max_wait_time=RECEIVE_WAIT_S)
+                    self.last_error = None
+                    if done.is_set() and not messages:
+                        return
+                    for message in messages:
                         if self.take(receiver, message):
                             failures = 0
                             continue
+                        if done.is_set():
+                            return  # the spool cannot take it and the client is leaving: it stays there
                         failures += 1  # the spool cannot take it: give it back and pause
                         done.wait(backoff_delay(failures, initial=1.0, cap=60.0))
                         break

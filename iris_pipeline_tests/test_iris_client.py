@@ -287,6 +287,29 @@ def test_failing_write_keeps_messages_locked_until_it_succeeds(make_amqp_broker,
     assert client.stats.abandoned == 0 and client.stats.written == len(sent) and client.stats.write_failures >= 3
 
 
+def test_stop_while_a_write_fails_gives_the_message_back_promptly(make_amqp_broker, spool):
+    broker = make_amqp_broker(lock_duration=30.0, max_delivery_count=5)
+    spool.incoming.mkdir(parents=True)
+    (spool.incoming / "FREQ").write_text("a file where the dataset directory should be")
+    broker.send(QUEUE, double_encoded(records("FREQ")), subject="FREQ", message_id="FREQ_1.json")
+    client = IrisClient(settings_for(broker), spool)
+    stop, thread = run_in_thread(client)
+    try:
+        wait_until(lambda: (read_status(spool.root) or {}).get("writes_failing"), 15, "a failing write")
+        assert broker.locked_count(QUEUE) == 1  # held, not given back
+        asked = time.monotonic()
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive() and time.monotonic() - asked < 10
+    finally:
+        stop.set()
+        thread.join(15)
+    assert broker.locked_count(QUEUE) == 0 and broker.queue_depth(QUEUE) == 1 and broker.dead_letters(QUEUE) == []
+    assert client.stats.abandoned == 1 and client.stats.write_failures >= 1
+    status = read_status(spool.root)
+    assert status["write_failing_since"] is None and status["connected"] is False
+
+
 def test_broker_dead_letters_reach_quarantine_with_the_broker_reason(make_amqp_broker, spool):
     from azure.servicebus import ServiceBusClient
 
@@ -465,6 +488,12 @@ def test_client_health():
     assert warn[0] is True and warn[1].startswith("WARNING") and warn[2]["secret_days_left"] == 15
     expired = client_health(status(secret_expires="2026-01-09"), now, 300)
     assert expired[0] is False and "expired" in expired[1]
+    stuck = client_health(status(write_failing_since="2026-01-10T11:58:30+00:00", writes_failing=3,
+                                 last_write_error="write failed for FREQ/F.json (attempt 9): [Errno 28]"), now, 300)
+    assert stuck[0] is False and "spool writes failing since" in stuck[1] and "[Errno 28]" in stuck[1]
+    assert stuck[2]["writes_failing"] == 3
+    retrying = client_health(status(write_failing_since="2026-01-10T11:59:30+00:00", writes_failing=1), now, 300)
+    assert retrying[0] is True  # a write failing for 30 s is still being retried
 
 
 # --- the test broker itself ------------------------------------------------------------------

@@ -56,7 +56,7 @@ CLIENT_DOWN_AFTER_S = 120.0
 WRITES_FAILING_AFTER_S = 60.0  # client_health fails once a write has kept failing this long
 WRITE_RETRY_MAX_DELAY_S = 5.0  # a failing write is retried at least this often
 HOLD_POLL_S = 0.5  # how often the receiving thread looks up from a batch that is still being written
-RENEW_MARGIN_S = 10.0  # renew a lock in hand with this long left (or half its length, if shorter)
+DEFAULT_LOCK_S = 60.0  # Service Bus's default lock duration, when a message does not say
 PREFETCHED_ONLY_WAIT_S = 1e-6  # receive_messages serves its buffer first; no time left to ask for more
 SECRET_WARNING_DAYS = 30
 CRASH_HOOK_ENV = "IRIS_CLIENT_TEST_CRASH_AFTER_WRITE"
@@ -417,13 +417,16 @@ class SpoolLock:
 
 
 class _LockKeeper:
-    """Renews the locks of the messages in hand once they near expiry (from the receiving thread)."""
+    """Renews the locks of the messages in hand at half-life (from the receiving thread).
+
+    Half the lock leaves time for one renewal after another when hundreds are held, each a round
+    trip to the broker."""
 
     def __init__(self, batch: list):
         first = batch[0].locked_until_utc if batch else None
-        span = (first - _now()).total_seconds() if first else 2 * RENEW_MARGIN_S
-        self.margin_s = max(0.05, min(RENEW_MARGIN_S, span / 2))
-        self.poll_s = max(0.02, min(HOLD_POLL_S, self.margin_s / 2))
+        span = (first - _now()).total_seconds() if first else DEFAULT_LOCK_S
+        self.margin_s = max(0.25, span / 2)
+        self.poll_s = min(HOLD_POLL_S, self.margin_s / 2)
 
     def renew_due(self, receiver, in_hand: list) -> None:
         from azure.servicebus.exceptions import MessageLockLostError
@@ -740,7 +743,7 @@ class IrisClient:
             "write_failing_since": _iso(min(failing)) if failing else None,
             "last_write_error": self._last_write_error,
             "dead_letters_quarantined": drained.quarantined if drained else 0,
-            "dead_letters_already_landed": drained.already_landed if drained else 0,
+            "dead_letters_already_kept": drained.already_kept if drained else 0,
             "dead_letter_error": drained.last_error if drained else None,
             "last_error": self._last_error,
             "updated_at": _iso(self.clock()),

@@ -39,7 +39,7 @@ BATCH = 50
 class Placement:
     dataset: str
     file_name: str
-    landed: bool  # the same bytes are already in incoming/ or archive/, or in quarantine/ at this name
+    kept: bool  # the same bytes are already in incoming/ or archive/, or in quarantine/ at this name
 
 
 class DeadLetterDrain:
@@ -48,7 +48,7 @@ class DeadLetterDrain:
         self.spool = spool
         self.redactor = redactor
         self.quarantined = 0
-        self.already_landed = 0
+        self.already_kept = 0  # its bytes were already in incoming/, archive/ or quarantine/
         self.last_error: str | None = None
 
     def run(self, done: threading.Event, stop: threading.Event | None = None) -> None:
@@ -99,9 +99,9 @@ class DeadLetterDrain:
         reason = message.dead_letter_reason or "unknown"
         description = message.dead_letter_error_description or ""
         place = self._placement(message, body)
-        if place.landed:
-            self.already_landed += 1
-            log.info("dead-lettered %s/%s (%s) had already landed; removing it from the dead-letter queue",
+        if place.kept:
+            self.already_kept += 1
+            log.info("dead-lettered %s/%s (%s) is already kept in the spool; removing it from the dead-letter queue",
                      place.dataset, place.file_name, reason)
         else:
             text = (f"dead-lettered by the IRIS broker: {reason}: {description} "
@@ -129,16 +129,16 @@ class DeadLetterDrain:
         where = route(message, records, dt.datetime.now(dt.timezone.utc))
         dataset = where.dataset or "_invalid"
         file_name = where.file_name or f"message_{message.sequence_number}.json"
-        if where.dataset and where.file_name:
-            if _same_bytes(self.spool.incoming / dataset / file_name, body) or \
-                    self.spool.is_archived(dataset, file_name):
-                return Placement(dataset, file_name, landed=True)
+        routable = bool(where.dataset and where.file_name)
+        if routable and (_same_bytes(self.spool.incoming / dataset / file_name, body)
+                         or self.spool.is_archived(dataset, file_name)):
+            return Placement(dataset, file_name, kept=True)  # written; only its completion was lost
         existing = self.spool.quarantine / dataset / file_name
         if _same_bytes(existing, body):  # the client quarantined it before dead-lettering it
-            return Placement(dataset, file_name, landed=True)
+            return Placement(dataset, file_name, kept=True)
         if existing.exists():  # another message by that name waits there: keep both
             file_name = f"{file_name}.dead-letter-{message.sequence_number}"
-        return Placement(dataset, file_name, landed=False)
+        return Placement(dataset, file_name, kept=False)
 
 
 def _same_bytes(path, body: bytes) -> bool:

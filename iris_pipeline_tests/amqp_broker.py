@@ -457,6 +457,7 @@ class AmqpTestBroker:
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
         self.message_ttl = message_ttl
+        self._any_ttl = False
         self.release_on_disconnect = release_on_disconnect
         self.host = host
         self.port: int | None = None
@@ -612,6 +613,7 @@ class AmqpTestBroker:
             ttl = time_to_live or self.message_ttl
             entry = _Entry(bytes(body), subject, message_id, properties, self._sequence, now_ms,
                            expires_ms=now_ms + int(ttl * 1000) if ttl else None)
+            self._any_ttl = self._any_ttl or bool(ttl)
             self._queue(name).ready.append(entry)
 
     def _apply(self, name, token, outcome, reason=None, description=None) -> bool:
@@ -661,6 +663,8 @@ class AmqpTestBroker:
 
     def _expire_messages(self, name: str) -> None:
         """Dead-letter the ready messages whose time-to-live has run out (locked ones expire on release)."""
+        if not self._any_ttl:
+            return  # the sweep runs 20 times a second: no scan of big queues without a time-to-live
         queue = self._queue(name)
         now_ms = time.time() * 1000
         if queue.is_dead_letter_queue or not any(e.expires_ms is not None and e.expires_ms <= now_ms
@@ -693,4 +697,4 @@ class AmqpTestBroker:
         return expirations
 
 
-__all__ = ["AmqpTestBroker", "DeadLetter", "DEAD_LETTER_SUFFIX"]
+__all__ = ["DEAD_LETTER_SUFFIX", "AmqpTestBroker", "DeadLetter"]

@@ -346,7 +346,7 @@ def test_broker_dead_letters_reach_quarantine_with_the_broker_reason(make_amqp_b
     error = quarantined["FREQ/FREQ_exhausted.json.error"].decode()
     assert "MaxDeliveryCountExceeded" in error and "after 5 delivery attempts" in error and "incoming/FREQ/" in error
     assert spool_files(spool.root) == {"FREQ/FREQ_landed.json": landed}  # already landed: no quarantine copy
-    assert read_status(spool.root)["dead_letters_already_landed"] == 1
+    assert read_status(spool.root)["dead_letters_already_kept"] == 1
 
 
 def test_slow_write_keeps_the_lock_alive(make_amqp_broker, spool):
@@ -520,6 +520,30 @@ def test_broker_expires_locks_and_dead_letters_after_max_deliveries(make_amqp_br
     dead = broker.dead_letters(QUEUE)
     assert [(d.message_id, d.reason) for d in dead] == [("m.json", "MaxDeliveryCountExceeded")]
     assert broker.queue_depth(QUEUE) == 0
+
+
+def test_broker_dead_letter_sub_queue_ttl_and_released_deliveries(make_amqp_broker):
+    from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
+
+    broker = make_amqp_broker(lock_duration=5, max_delivery_count=5)
+    broker.send(QUEUE, b"[1]", subject="FREQ", message_id="ttl.json", time_to_live=0.1)
+    wait_until(lambda: broker.dead_letter_depth(QUEUE) == 1, 5, "the TTL expiry")
+    broker.send_many(QUEUE, [{"body": b"[2]", "message_id": "a.json"}, {"body": b"[3]", "message_id": "b.json"}])
+    with ServiceBusClient.from_connection_string(broker.connection_string(), retry_total=0) as client:
+        with client.get_queue_receiver(QUEUE, prefetch_count=10) as receiver:
+            (first,) = receiver.receive_messages(max_message_count=1, max_wait_time=5)
+            assert broker.locked_count(QUEUE) == 2  # the other one waits in the receiver's buffer
+            receiver.dead_letter_message(first, reason="Mine", error_description="why")
+        assert broker.delivery_counts(QUEUE) == {"b.json": 0}  # prefetched, released on close: not counted
+        with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            dead = dlq.receive_messages(max_message_count=5, max_wait_time=5)
+            got = {(m.message_id, m.dead_letter_reason, m.dead_letter_error_description) for m in dead}
+            dlq.renew_message_lock(dead[0])
+            for message in dead:
+                dlq.complete_message(message)
+    assert got == {("ttl.json", "TTLExpiredException", "The message expired and was dead lettered."),
+                   (first.message_id, "Mine", "why")}
+    assert broker.dead_letter_depth(QUEUE) == 0 and len(broker.dead_letters(QUEUE)) == 2
 
 
 def test_broker_takes_messages_from_sdk_senders_single_and_batched(amqp_broker):

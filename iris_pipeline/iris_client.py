@@ -4,10 +4,16 @@ Per message, in peek-lock: route it (dataset from `subject`, file name from `mes
 durably into `incoming/<DATASET>/<file>` and only then complete it. A redelivered message finds its
 file already there and is completed without a second write (a different body under the same id
 is another message: the spool keeps it under its own name). Undecodable bodies are dead-lettered
-with a copy in `quarantine/`; a failed write (disk full, I/O error) abandons the message and pauses
-receiving until the spool is writable again. Writer threads store the messages of a batch while the
-receiving thread settles each one as soon as its own write is durable. `IRIS_CLIENT_TEST_CRASH_AFTER_WRITE=N`
-(tests only) SIGKILLs the process right after the N-th durable write, before its completion.
+with a copy in `quarantine/`. Writer threads store the messages of a batch while the receiving
+thread settles each one as soon as its own write is durable.
+
+A failed write (disk full, I/O error, a blocked dataset directory) never gives a message back: IRIS
+dead-letters a message after 5 deliveries, so the client keeps it locked (renewing the lock), retries
+the write with backoff and completes it once the write succeeds; the status file records how long
+writes have been failing, for `client_health`. Whatever the broker dead-letters anyway (its lock
+lost, TTL expiry) is read off the dead-letter sub-queue into `quarantine/` (iris_dead_letters).
+`IRIS_CLIENT_TEST_CRASH_AFTER_WRITE=N` (tests only) SIGKILLs the process right after the N-th durable
+write, before its completion.
 
 Framework-free: the Dagster layer only reads the status file through `client_health`.
 """
@@ -28,7 +34,9 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -46,6 +54,11 @@ DEFAULT_NAMESPACE = "elexon-insights-iris"
 LOCK_FILE = "client.lock"
 STATUS_FILE = "client_status.json"
 CLIENT_DOWN_AFTER_S = 120.0
+WRITES_FAILING_AFTER_S = 60.0  # client_health fails once a write has kept failing this long
+WRITE_RETRY_MAX_DELAY_S = 5.0  # a failing write is retried at least this often
+HOLD_POLL_S = 0.5  # how often the receiving thread looks up from a batch that is still being written
+DEFAULT_LOCK_S = 60.0  # Service Bus's default lock duration, when a message does not say
+PREFETCHED_ONLY_WAIT_S = 1e-6  # receive_messages serves its buffer first; no time left to ask for more
 SECRET_WARNING_DAYS = 30
 CRASH_HOOK_ENV = "IRIS_CLIENT_TEST_CRASH_AFTER_WRITE"
 
@@ -56,10 +69,6 @@ class ConfigError(ValueError):
 
 class ClientAlreadyRunning(RuntimeError):
     """Another client holds the spool's lock file."""
-
-
-class SpoolWriteError(RuntimeError):
-    """The spool could not take a message (disk full, I/O error): stop receiving until it can."""
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -75,8 +84,8 @@ class ClientSettings:
     prefetch: int = 500
     batch_size: int = 100
     max_wait_s: float = 1.0
-    slow_batch_s: float = 10.0
     writers: int = 4
+    drain_dead_letters: bool = True
 
     def __post_init__(self) -> None:
         if not self.queue_name:
@@ -297,9 +306,10 @@ def client_health(status: dict | None, now: dt.datetime, max_silence_s: float) -
     """(passed, description, metadata) for the client's status file.
 
     Fails when there is no status, when it has not been updated for over 2 minutes (client down),
-    when the client has been disconnected for over 2 minutes, when no message arrived for more than
-    `max_silence_s`, or when the secret has expired. Passes with a warning when the secret expires
-    within 30 days."""
+    when the client has been disconnected for over 2 minutes, when a spool write has kept failing
+    for over a minute (the messages wait, locked, on the broker), when no message arrived for more
+    than `max_silence_s`, or when the secret has expired. Passes with a warning when the secret
+    expires within 30 days."""
     if not status:
         return False, "no IRIS client status: the client has not run on this spool", {}
     if now.tzinfo is None:
@@ -314,6 +324,8 @@ def client_health(status: dict | None, now: dt.datetime, max_silence_s: float) -
         "completed": status.get("completed", 0),
         "dead_lettered": status.get("dead_lettered", 0),
         "abandoned": status.get("abandoned", 0),
+        "writes_failing": status.get("writes_failing", 0),
+        "dead_letters_quarantined": status.get("dead_letters_quarantined", 0),
         "seconds_since_update": (now - updated).total_seconds() if updated else None,
         "seconds_since_last_message": since_message.total_seconds(),
         "last_error": status.get("last_error"),
@@ -327,6 +339,10 @@ def client_health(status: dict | None, now: dt.datetime, max_silence_s: float) -
         failures.append(f"client down: status not updated since {status.get('updated_at')}")
     elif not meta["connected"] and disconnected and (now - disconnected).total_seconds() > CLIENT_DOWN_AFTER_S:
         failures.append(f"client disconnected since {status.get('disconnected_since')}: {status.get('last_error')}")
+    failing_since = _parse_iso(status.get("write_failing_since"))
+    if failing_since and (now - failing_since).total_seconds() > WRITES_FAILING_AFTER_S:
+        failures.append(f"spool writes failing since {status.get('write_failing_since')} "
+                        f"({status.get('writes_failing', 0)} messages held): {status.get('last_write_error')}")
     if since_message.total_seconds() > max_silence_s:
         failures.append(f"no IRIS message for {since_message.total_seconds():.0f} s (limit {max_silence_s:.0f} s)")
     if days_left is not None and days_left < 0:
@@ -349,7 +365,7 @@ def _parse_date_quietly(value: Any) -> dt.date | None:
 # --- the client ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stored:
-    action: str  # complete | dead-letter | abandon
+    action: str  # complete | dead-letter | lock-lost (the broker redelivers) | abandon (on stop only)
     where: Route
     written: bool = False
     reason: str = ""
@@ -365,6 +381,7 @@ class ClientStats:
     dead_lettered: int = 0
     abandoned: int = 0
     lock_lost: int = 0
+    write_failures: int = 0
     connections: int = 0
     exit_reason: str = ""
 
@@ -400,57 +417,35 @@ class SpoolLock:
             self.fd = None
 
 
-class _SlowBatchGuard:
-    """Registers the messages in hand with an AutoLockRenewer once a batch takes too long."""
+class _LockKeeper:
+    """Renews the locks of the messages in hand at half-life (from the receiving thread).
 
-    def __init__(self, after_s: float):
-        from azure.servicebus import AutoLockRenewer
+    Half the lock leaves time for one renewal after another when hundreds are held, each a round
+    trip to the broker."""
 
-        self.after_s = after_s
-        self.renewer = AutoLockRenewer(max_lock_renewal_duration=3600)
-        self._cond = threading.Condition()
-        self._batch: tuple[Any, list, float] | None = None
-        self.position = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._watch, name="iris-lock-guard", daemon=True)
-        self._thread.start()
+    def __init__(self, batch: list):
+        first = batch[0].locked_until_utc if batch else None
+        span = (first - _now()).total_seconds() if first else DEFAULT_LOCK_S
+        self.margin_s = max(0.25, span / 2)
+        self.poll_s = min(HOLD_POLL_S, self.margin_s / 2)
 
-    def begin(self, receiver, messages: list) -> None:
-        with self._cond:
-            self.position = 0
-            self._batch = (receiver, messages, time.monotonic())
-            self._cond.notify()
+    def renew_due(self, receiver, in_hand: list) -> None:
+        from azure.servicebus.exceptions import MessageLockLostError
 
-    def end(self) -> None:
-        with self._cond:
-            self._batch = None
+        due = _now() + dt.timedelta(seconds=self.margin_s)
+        for message in in_hand:
+            locked_until = message.locked_until_utc
+            if locked_until is None or locked_until > due or _lock_expired(message):
+                continue  # settled, not due yet, or already lost (the broker redelivers it)
+            try:
+                receiver.renew_message_lock(message)
+            except MessageLockLostError:
+                log.warning("lock lost on %s: the broker redelivers it", message.message_id)
 
-    def _watch(self) -> None:
-        with self._cond:
-            while not self._closed:
-                batch = self._batch
-                if batch is None:
-                    self._cond.wait()
-                    continue
-                receiver, messages, started = batch
-                wait = started + self.after_s - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                self._batch = None
-                in_hand = messages[self.position:]
-                log.warning("slow batch: renewing the locks of %d messages in hand", len(in_hand))
-                for message in in_hand:
-                    try:
-                        self.renewer.register(receiver, message)
-                    except Exception as exc:  # noqa: BLE001 - a lost lock means redelivery, not loss
-                        log.warning("could not register a slow message for lock renewal: %s", exc)
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self.renewer.close(wait=False)
+def _lock_expired(message) -> bool:
+    locked_until = message.locked_until_utc
+    return locked_until is not None and locked_until <= dt.datetime.now(dt.timezone.utc)
 
 
 def _is_expected_failure(exc: BaseException) -> bool:
@@ -478,30 +473,34 @@ class IrisClient:
         self._disconnected_since: dt.datetime | None = self._started_at
         self._last_message_at: dt.datetime | None = None
         self._last_error: str | None = None
+        self._last_write_error: str | None = None
+        self._failing: dict[int, dt.datetime] = {}  # id(message) → when its write first failed
+        self._failing_lock = threading.Lock()
         self._status_written = 0.0
-        self._write_failures = 0
+        self._stop = threading.Event()
+        self._halt = threading.Event()  # writers stop retrying: a stop was requested or run() is ending
+        self._dead_letters = None
         self._writes = itertools.count(1)
         self._crash_after = int(os.environ.get(CRASH_HOOK_ENV, "0") or 0)
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, max_idle: float | None = None, stop_event: threading.Event | None = None) -> ClientStats:
-        stop = stop_event or threading.Event()
+        stop = self._stop = stop_event or threading.Event()
+        self._halt.clear()
         install_redactor(self.redactor)
         lock = SpoolLock(self.spool.root)
         lock.acquire()
-        guard = _SlowBatchGuard(self.settings.slow_batch_s)
         self._writer = ThreadPoolExecutor(self.settings.writers, thread_name_prefix="iris-spool-writer")
         self._idle_since = time.monotonic()
+        drain_stop = threading.Event()
+        drain_thread = self._start_dead_letter_drain(drain_stop)
         try:
             self._write_status(force=True)
             attempt = 0
             while not self._should_stop(stop, max_idle):
                 try:
-                    self._consume(stop, max_idle, guard)
+                    self._consume(stop, max_idle)
                     attempt = 0
-                except SpoolWriteError as exc:
-                    self._disconnected(exc)
-                    self._pause_until_spool_writable(stop, max_idle)
                 except Exception as exc:  # noqa: BLE001 - every failure here means: reconnect
                     attempt = 0 if self._connected else attempt + 1
                     self._disconnected(exc)
@@ -510,13 +509,28 @@ class IrisClient:
                                 exc_info=not _is_expected_failure(exc))
                     self._sleep(stop, max_idle, delay)
         finally:
-            self._writer.shutdown(wait=True)
-            guard.close()
+            drain_stop.set()
+            self._halt.set()
+            self._writer.shutdown(wait=True)  # bounded: a retrying writer returns once halted
+            if drain_thread is not None:
+                drain_thread.join(30)
             self._connected = False
             self._write_status(force=True)
             lock.release()
         log.info("IRIS client stopped (%s): %s", self.stats.exit_reason, self.stats)
         return self.stats
+
+    def _start_dead_letter_drain(self, drain_stop: threading.Event) -> threading.Thread | None:
+        # imported here: iris_dead_letters uses this module's routing
+        from iris_pipeline.iris_dead_letters import DeadLetterDrain
+
+        if not self.settings.drain_dead_letters:
+            return None
+        self._dead_letters = DeadLetterDrain(self.settings, self.spool, self.redactor)
+        thread = threading.Thread(target=self._dead_letters.run, args=(drain_stop, self._stop),
+                                  name="iris-dead-letters", daemon=True)
+        thread.start()
+        return thread
 
     def _should_stop(self, stop: threading.Event, max_idle: float | None) -> bool:
         if stop.is_set():
@@ -533,28 +547,7 @@ class IrisClient:
             stop.wait(min(1.0, deadline - time.monotonic()))
             self._write_status()
 
-    def _pause_until_spool_writable(self, stop: threading.Event, max_idle: float | None) -> None:
-        while not self._should_stop(stop, max_idle):
-            delay = backoff_delay(self._write_failures, initial=1.0, cap=60.0)
-            log.warning("spool not writable (%s); pausing %.1f s", self._last_error, delay)
-            self._sleep(stop, max_idle, delay)
-            if self._spool_writable():
-                return
-            self._write_failures += 1
-
-    def _spool_writable(self) -> bool:
-        probe = self.spool.tmp / f".probe-{os.getpid()}"
-        try:
-            self.spool.tmp.mkdir(parents=True, exist_ok=True)
-            with open(probe, "wb") as fh:
-                fh.write(b"probe")
-                os.fsync(fh.fileno())
-            probe.unlink()
-            return True
-        except OSError:
-            return False
-
-    def _consume(self, stop: threading.Event, max_idle: float | None, guard: _SlowBatchGuard) -> None:
+    def _consume(self, stop: threading.Event, max_idle: float | None) -> None:
         settings = self.settings
         with settings.service_bus_client() as client:
             receiver = client.get_queue_receiver(settings.queue_name, prefetch_count=settings.prefetch)
@@ -566,66 +559,113 @@ class IrisClient:
                         wait = max(0.1, min(wait, max_idle - (time.monotonic() - self._idle_since)))
                     batch = receiver.receive_messages(max_message_count=settings.batch_size, max_wait_time=wait)
                     if batch:
-                        self._handle_batch(receiver, batch, guard)
+                        self._handle_batch(receiver, batch)
                     self._write_status()
 
-    def _handle_batch(self, receiver, batch: list, guard: _SlowBatchGuard) -> None:
+    def _handle_batch(self, receiver, batch: list) -> None:
         """Writer threads store the batch while this thread settles each message once it is stored.
 
-        Several writers let the file system commit their fsyncs together (journal group commit)."""
+        Several writers let the file system commit their fsyncs together (journal group commit).
+        While the batch is being written this thread renews the locks of the messages in hand as
+        they near expiry (it is the only thread using the receiver: the SDK is not thread-safe).
+        While a write keeps failing it also takes in hand the messages the receiver has already
+        prefetched, so that their locks are renewed too instead of running out: each lock that runs
+        out spends one of the 5 deliveries."""
         self._idle_since = time.monotonic()
         self._last_message_at = self.clock()
         self.stats.received += len(batch)
-        stored = [self._writer.submit(self._store, message) for message in batch]
-        spool_failed = False
-        guard.begin(receiver, batch)
-        try:
-            for position, (message, outcome) in enumerate(zip(batch, stored)):
-                guard.position = position
-                spool_failed |= not self._settle(receiver, message, outcome.result())
-        finally:
-            guard.end()
+        pending = deque((message, self._writer.submit(self._store, message)) for message in batch)
+        locks = _LockKeeper(batch)
+        while pending:
+            message, outcome = pending[0]
+            try:
+                stored = outcome.result(timeout=locks.poll_s)
+            except FutureTimeout:
+                if self._stop.is_set():
+                    self._halt.set()  # a write still failing gives its message back now
+                elif self._failing:
+                    self._take_prefetched(receiver, pending)
+                locks.renew_due(receiver, [m for m, _ in pending])
+                self._write_status()
+                continue
+            pending.popleft()
+            self._settle(receiver, message, stored)
         self._idle_since = time.monotonic()
-        if spool_failed:
-            raise SpoolWriteError(self._last_error)
+
+    def _take_prefetched(self, receiver, pending: deque) -> None:
+        """Take what the receiver already holds (a tiny wait: served from its buffer, no new credit)."""
+        room = self.settings.prefetch + self.settings.batch_size - len(pending)
+        if room <= 0 or not self.settings.prefetch:
+            return
+        more = receiver.receive_messages(max_message_count=room, max_wait_time=PREFETCHED_ONLY_WAIT_S)
+        if more:
+            log.warning("spool writes failing: holding %d prefetched messages too", len(more))
+            self.stats.received += len(more)
+            pending.extend((message, self._writer.submit(self._store, message)) for message in more)
 
     # -- one message: stored by the writer thread, then settled by the receiving thread -------
     def _store(self, message) -> Stored:
+        """Store a message, retrying a failed write (with backoff) while its lock holds."""
         body = message_body(message)
         records, decode_error = self._decode(body)
         where = route(message, records, self.clock())
+        attempt = 0
         try:
-            if decode_error or where.problem:
-                reason, detail = ("UndecodableBody", decode_error) if decode_error else (where.problem, where.detail)
-                self._quarantine(message, body, where, reason, detail)
-                return Stored("dead-letter", where, reason=reason, detail=detail)
-            if self.spool.write_incoming(where.dataset, where.file_name, body):
-                self._crash_hook()
-                return Stored("complete", where, written=True)
-            return Stored("complete", where)  # this very body is already in the spool
-        except OSError as exc:
-            return Stored("abandon", where, detail=f"write failed for {where.dataset}/{where.file_name}: {exc}")
+            while True:
+                try:
+                    return self._store_once(message, body, where, decode_error)
+                except OSError as exc:
+                    attempt += 1
+                    detail = f"write failed for {where.dataset}/{where.file_name} (attempt {attempt}): {exc}"
+                    self._write_failed(message, detail, attempt)
+                    if self._halt.is_set():
+                        return Stored("abandon", where, detail=detail)
+                    if _lock_expired(message):
+                        return Stored("lock-lost", where, detail=detail)
+                    self._halt.wait(backoff_delay(attempt, initial=0.5, cap=WRITE_RETRY_MAX_DELAY_S))
+        finally:
+            with self._failing_lock:
+                self._failing.pop(id(message), None)
 
-    def _settle(self, receiver, message, stored: Stored) -> bool:
-        """Settle after the store; False when the spool failed (the message is abandoned)."""
+    def _store_once(self, message, body: bytes, where: Route, decode_error: str | None) -> Stored:
+        if decode_error or where.problem:
+            reason, detail = ("UndecodableBody", decode_error) if decode_error else (where.problem, where.detail)
+            self._quarantine(message, body, where, reason, detail)
+            return Stored("dead-letter", where, reason=reason, detail=detail)
+        if self.spool.write_incoming(where.dataset, where.file_name, body):
+            self._crash_hook()
+            return Stored("complete", where, written=True)
+        return Stored("complete", where)  # this very body is already in the spool
+
+    def _write_failed(self, message, detail: str, attempt: int) -> None:
+        detail = self.redactor.redact(detail)[:500]
+        with self._failing_lock:
+            self._failing.setdefault(id(message), self.clock())
+            self.stats.write_failures += 1
+            self._last_write_error = self._last_error = detail
+        level = logging.ERROR if attempt == 1 or attempt % 60 == 0 else logging.DEBUG  # retries every ≤ 5 s
+        log.log(level, "%s; keeping the message locked and retrying", detail)
+
+    def _settle(self, receiver, message, stored: Stored) -> None:
         from azure.servicebus.exceptions import MessageLockLostError
 
         where = stored.where
-        if stored.action == "abandon":
-            self._write_failures += 1
-            self._last_error = self.redactor.redact(stored.detail)
-            log.error("%s; abandoning the message", self._last_error)
+        if stored.action == "lock-lost":
+            self.stats.lock_lost += 1
+            log.warning("%s; lock lost: the broker redelivers the message", stored.detail)
+            return
+        if stored.action == "abandon":  # only on stop: the write still fails and the client is leaving
+            log.warning("%s; stopping: giving the message back", stored.detail)
             receiver.abandon_message(message)
             self.stats.abandoned += 1
-            return False
+            return
         if stored.action == "dead-letter":
             receiver.dead_letter_message(message, reason=stored.reason, error_description=stored.detail[:1000])
             self.stats.dead_lettered += 1
             log.error("dead-lettered %s/%s: %s: %s", where.dataset, where.file_name, stored.reason, stored.detail)
-            return True
+            return
         if stored.written:
             self.stats.written += 1
-            self._write_failures = 0
         else:
             self.stats.duplicates += 1
         try:
@@ -635,7 +675,6 @@ class IrisClient:
             self.stats.lock_lost += 1
             log.warning("lock lost before completing %s/%s: it will be redelivered and skipped",
                         where.dataset, where.file_name)
-        return True
 
     @staticmethod
     def _decode(body: bytes) -> tuple[list[dict] | None, str | None]:
@@ -671,7 +710,9 @@ class IrisClient:
         self._write_status(force=True)
 
     def status(self) -> dict:
-        s = self.stats
+        s, drained = self.stats, self._dead_letters
+        with self._failing_lock:
+            failing = list(self._failing.values())
         return {
             "pid": os.getpid(),
             "started_at": _iso(self._started_at),
@@ -686,6 +727,13 @@ class IrisClient:
             "dead_lettered": s.dead_lettered,
             "abandoned": s.abandoned,
             "lock_lost": s.lock_lost,
+            "write_failures": s.write_failures,
+            "writes_failing": len(failing),
+            "write_failing_since": _iso(min(failing)) if failing else None,
+            "last_write_error": self._last_write_error,
+            "dead_letters_quarantined": drained.quarantined if drained else 0,
+            "dead_letters_already_kept": drained.already_kept if drained else 0,
+            "dead_letter_error": drained.last_error if drained else None,
             "last_error": self._last_error,
             "updated_at": _iso(self.clock()),
             "secret_expires": self.settings.secret_expires.isoformat() if self.settings.secret_expires else None,

@@ -9,7 +9,13 @@ Built on python-qpid-proton. It speaks just enough of Azure Service Bus for a pe
 * dispositions in receiver-settle-mode *second*: every disposition is answered with a settled
   disposition echoing the outcome applied (``accepted``, ``modified``, ``rejected``) or a
   ``rejected`` carrying ``com.microsoft:message-lock-lost`` when the lock had already gone,
-* lock expiry, max delivery count and a dead-letter list,
+* lock expiry, max delivery count and message time-to-live, counted as Service Bus counts: a lock
+  that expires and an abandon (``modified``, delivery failed) spend a delivery, a ``released``
+  delivery (what the SDK does with its unreturned prefetch when a receiver closes) does not,
+* the dead-letter sub-queue ``<queue>/$DeadLetterQueue``: dead-lettered messages (by a client, after
+  max delivery count, or on TTL expiry) carry the ``DeadLetterReason`` and
+  ``DeadLetterErrorDescription`` application properties there, as Service Bus sets them, and can be
+  received (``sub_queue=ServiceBusSubQueue.DEAD_LETTER``); the sub-queue itself never dead-letters,
 * ``$management`` requests: ``renew-lock`` and ``update-disposition``,
 * messages from SDK senders, single or batched (tests usually call ``broker.send`` instead).
 
@@ -48,6 +54,9 @@ log = logging.getLogger(__name__)
 CBS = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
 LOCK_LOST = "com.microsoft:message-lock-lost"
+DEAD_LETTER_SUFFIX = "/$DeadLetterQueue"
+MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
+TTL_EXPIRED_REASON = "TTLExpiredException"
 DEAD_LETTER = "com.microsoft:dead-letter"
 SWEEP_INTERVAL_S = 0.05
 DATA_SECTION = 0x75
@@ -74,6 +83,7 @@ class _Entry:
     sequence_number: int
     enqueued_ms: int
     delivery_count: int = 0
+    expires_ms: int | None = None  # time-to-live runs out (epoch ms); None: never
 
 
 @dataclass
@@ -91,6 +101,11 @@ class _Queue:
     dead: list = field(default_factory=list)
     consumers: list = field(default_factory=list)
     completed: int = 0
+    delivery_counts: dict = field(default_factory=dict)  # message id → delivery count when completed
+
+    @property
+    def is_dead_letter_queue(self) -> bool:
+        return self.name.endswith(DEAD_LETTER_SUFFIX)
 
 
 def _queue_name(address: str | None) -> str | None:
@@ -99,7 +114,10 @@ def _queue_name(address: str | None) -> str | None:
     if "://" in address:
         rest = address.split("://", 1)[1]
         address = rest.split("/", 1)[1] if "/" in rest else ""
-    return address.strip("/") or None
+    address = address.strip("/")
+    if address.lower().endswith(DEAD_LETTER_SUFFIX.lower()):  # one spelling for the sub-queue
+        address = address[: -len(DEAD_LETTER_SUFFIX)] + DEAD_LETTER_SUFFIX
+    return address or None
 
 
 def _is_node(address: str | None) -> bool:
@@ -263,6 +281,8 @@ class _Handler(MessagingHandler):
         message.subject = entry.subject
         message.properties = dict(entry.application_properties) or None
         message.delivery_count = entry.delivery_count
+        if entry.expires_ms is not None:
+            message.ttl = max(0.001, (entry.expires_ms - entry.enqueued_ms) / 1000)
         message.annotations = {
             symbol("x-opt-sequence-number"): entry.sequence_number,
             symbol("x-opt-enqueued-time"): timestamp(entry.enqueued_ms),
@@ -290,7 +310,10 @@ class _Handler(MessagingHandler):
         self._settle(event.delivery, "dead-letter", reason, description)
 
     def on_released(self, event):
-        self._settle(event.delivery, "abandon")
+        # an abandon is `modified` with delivery-failed; a plain `released` does not count a delivery
+        delivery = event.delivery
+        failed = delivery.remote_state == Delivery.MODIFIED and delivery.remote.failed
+        self._settle(delivery, "abandon" if failed else "release")
 
     def on_settled(self, event):
         delivery = event.delivery
@@ -337,7 +360,8 @@ class _Handler(MessagingHandler):
         for message in _unbatch(raw):
             body = message.body
             body = bytes(body) if isinstance(body, (bytes, memoryview)) else str(body).encode()
-            self.broker._enqueue(name, body, message.subject, _text(message.id), dict(message.properties or {}))
+            self.broker._enqueue(name, body, message.subject, _text(message.id), dict(message.properties or {}),
+                                 message.ttl or None)
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         self.pump(name)
@@ -386,6 +410,7 @@ class _Handler(MessagingHandler):
         with self.broker._state:
             for name in list(self.broker._queues):
                 self.broker._expire_locks(name)
+                self.broker._expire_messages(name)
         for name in list(self.broker._queues):
             self.pump(name)
         if not self.broker._stopping:
@@ -420,14 +445,19 @@ class AmqpTestBroker:
 
     lock_duration: seconds a delivered message stays locked (Service Bus: 60).
     max_delivery_count: deliveries before a message is dead-lettered (IRIS: 5).
+    message_ttl: the queue's default time-to-live in seconds (None: messages never expire); an
+    expired message is dead-lettered with reason TTLExpiredException.
     release_on_disconnect: by default the locks of a dropped connection run until they expire, as
     after a client crash; True frees them at once. stop()/restart() forget every lock (a broker crash).
     """
 
     def __init__(self, lock_duration: float = 60.0, max_delivery_count: int = 5,
-                 release_on_disconnect: bool = False, host: str = "127.0.0.1"):
+                 release_on_disconnect: bool = False, host: str = "127.0.0.1",
+                 message_ttl: float | None = None):
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
+        self.message_ttl = message_ttl
+        self._any_ttl = False
         self.release_on_disconnect = release_on_disconnect
         self.host = host
         self.port: int | None = None
@@ -508,15 +538,15 @@ class AmqpTestBroker:
 
     # -- test API ------------------------------------------------------------------------------
     def send(self, queue: str, body: bytes, subject: str | None = None, message_id: str | None = None,
-             application_properties: dict | None = None) -> None:
-        self._enqueue(queue, body, subject, message_id, dict(application_properties or {}))
+             application_properties: dict | None = None, time_to_live: float | None = None) -> None:
+        self._enqueue(queue, body, subject, message_id, dict(application_properties or {}), time_to_live)
         self._wake()
 
     def send_many(self, queue: str, messages) -> None:
         """messages: iterable of dicts with the keyword arguments of send()."""
         for m in messages:
             self._enqueue(queue, m["body"], m.get("subject"), m.get("message_id"),
-                          dict(m.get("application_properties") or {}))
+                          dict(m.get("application_properties") or {}), m.get("time_to_live"))
         self._wake()
 
     def queue_depth(self, queue: str) -> int:
@@ -533,9 +563,25 @@ class AmqpTestBroker:
         with self._state:
             return self._queue(queue).completed
 
+    def delivery_counts(self, queue: str) -> dict:
+        """message id → delivery count of every active message (ready or locked)."""
+        with self._state:
+            q = self._queue(queue)
+            return {e.message_id: e.delivery_count for e in list(q.ready) + [lock.entry for lock in q.locks.values()]}
+
+    def completed_delivery_counts(self, queue: str) -> dict:
+        """message id → the delivery count it was completed at (1: nothing spent)."""
+        with self._state:
+            return dict(self._queue(queue).delivery_counts)
+
     def dead_letters(self, queue: str) -> list[DeadLetter]:
+        """Every message ever dead-lettered from `queue`, whether or not read off the sub-queue since."""
         with self._state:
             return list(self._queue(queue).dead)
+
+    def dead_letter_depth(self, queue: str) -> int:
+        """Messages in `queue`'s dead-letter sub-queue not yet completed there."""
+        return self.queue_depth(queue + DEAD_LETTER_SUFFIX)
 
     def pending_bodies(self, queue: str) -> list[tuple[str | None, bytes]]:
         """(message_id, body) of every active message."""
@@ -560,10 +606,14 @@ class AmqpTestBroker:
                 self._queues[name] = _Queue(name)
             return self._queues[name]
 
-    def _enqueue(self, name, body, subject, message_id, properties) -> None:
+    def _enqueue(self, name, body, subject, message_id, properties, time_to_live=None) -> None:
         with self._state:
             self._sequence += 1
-            entry = _Entry(bytes(body), subject, message_id, properties, self._sequence, int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            ttl = time_to_live or self.message_ttl
+            entry = _Entry(bytes(body), subject, message_id, properties, self._sequence, now_ms,
+                           expires_ms=now_ms + int(ttl * 1000) if ttl else None)
+            self._any_ttl = self._any_ttl or bool(ttl)
             self._queue(name).ready.append(entry)
 
     def _apply(self, name, token, outcome, reason=None, description=None) -> bool:
@@ -576,23 +626,57 @@ class AmqpTestBroker:
             return False
         if outcome == "complete":
             queue.completed += 1
+            queue.delivery_counts[lock.entry.message_id] = lock.entry.delivery_count
         elif outcome == "dead-letter":
             self._dead_letter(queue, lock.entry, reason, description)
         else:
-            self._requeue(queue, lock.entry)
+            self._requeue(queue, lock.entry, counted=outcome != "release")
         return True
 
-    def _requeue(self, queue: _Queue, entry: _Entry) -> None:
-        if entry.delivery_count >= self.max_delivery_count:
-            self._dead_letter(queue, entry, "MaxDeliveryCountExceeded",
+    def _requeue(self, queue: _Queue, entry: _Entry, counted: bool = True) -> None:
+        if not counted:
+            entry.delivery_count -= 1  # a released delivery is given back as if never made
+        if queue.is_dead_letter_queue:
+            queue.ready.appendleft(entry)
+        elif entry.expires_ms is not None and entry.expires_ms <= time.time() * 1000:
+            self._dead_letter(queue, entry, TTL_EXPIRED_REASON, "The message expired and was dead lettered.")
+        elif counted and entry.delivery_count >= self.max_delivery_count:
+            self._dead_letter(queue, entry, MAX_DELIVERY_REASON,
                               f"Message could not be consumed after {entry.delivery_count} delivery attempts.")
         else:
             queue.ready.appendleft(entry)
 
-    @staticmethod
-    def _dead_letter(queue: _Queue, entry: _Entry, reason, description) -> None:
+    def _dead_letter(self, queue: _Queue, entry: _Entry, reason, description) -> None:
         queue.dead.append(DeadLetter(entry.body, entry.subject, entry.message_id, entry.application_properties,
                                      entry.delivery_count, reason, description))
+        if queue.is_dead_letter_queue:
+            return
+        properties = dict(entry.application_properties)
+        if reason is not None:
+            properties["DeadLetterReason"] = reason
+        if description is not None:
+            properties["DeadLetterErrorDescription"] = description
+        self._queue(queue.name + DEAD_LETTER_SUFFIX).ready.append(
+            _Entry(entry.body, entry.subject, entry.message_id, properties, entry.sequence_number,
+                   entry.enqueued_ms))
+        self._wake()
+
+    def _expire_messages(self, name: str) -> None:
+        """Dead-letter the ready messages whose time-to-live has run out (locked ones expire on release)."""
+        if not self._any_ttl:
+            return  # the sweep runs 20 times a second: no scan of big queues without a time-to-live
+        queue = self._queue(name)
+        now_ms = time.time() * 1000
+        if queue.is_dead_letter_queue or not any(e.expires_ms is not None and e.expires_ms <= now_ms
+                                                  for e in queue.ready):
+            return
+        keep = deque()
+        for entry in queue.ready:
+            if entry.expires_ms is not None and entry.expires_ms <= now_ms:
+                self._dead_letter(queue, entry, TTL_EXPIRED_REASON, "The message expired and was dead lettered.")
+            else:
+                keep.append(entry)
+        queue.ready = keep
 
     def _expire_locks(self, name: str) -> None:
         queue = self._queue(name)
@@ -613,4 +697,4 @@ class AmqpTestBroker:
         return expirations
 
 
-__all__ = ["AmqpTestBroker", "DeadLetter"]
+__all__ = ["DEAD_LETTER_SUFFIX", "AmqpTestBroker", "DeadLetter"]

@@ -19,7 +19,7 @@ def _client(env, *args, **extra):
 
 
 def test_client_then_ingest_is_exactly_once_and_accounts_for_poison(make_amqp_broker, pipeline_env, spool, warehouse_path):
-    broker = make_amqp_broker(lock_duration=1.5)
+    broker = make_amqp_broker(lock_duration=1.5, max_delivery_count=5)  # IRIS's limit
     good = {}
     for i in range(30):
         dataset = ("FREQ", "FUELINST", "mibm_mid")[i % 3]
@@ -40,6 +40,8 @@ def test_client_then_ingest_is_exactly_once_and_accounts_for_poison(make_amqp_br
 
     assert broker.queue_depth(QUEUE) == 0
     assert len(broker.dead_letters(QUEUE)) == 2
+    assert broker.dead_letter_depth(QUEUE) == 0  # read off the dead-letter queue: both already quarantined
+    assert set(broker.completed_delivery_counts(QUEUE).values()) <= {1, 2}  # at most the crash's redelivery
     assert {p.name for p in spool.quarantined()} == {"FREQ_poison.json", "BOD_poison.json"}
     with DuckDBWarehouse(warehouse_path) as wh:
         ledger = dict(wh.query("SELECT _source_file, rows FROM iris_ingest_log"))

@@ -239,27 +239,117 @@ def test_broker_restart_client_reconnects_and_goes_on(amqp_broker, spool):
     assert client.stats.completed + client.stats.lock_lost == 40
 
 
-def test_transient_write_failure_abandons_then_lands_once(make_amqp_broker, spool):
-    broker = make_amqp_broker(max_delivery_count=50)
-    spool.incoming.mkdir(parents=True)
-    blocker = spool.incoming / "FREQ"
-    blocker.write_text("a file where the dataset directory should be")  # mkdir fails: an OSError
-    broker.send(QUEUE, double_encoded(records("FREQ")), subject="FREQ", message_id="FREQ_1.json")
-    client = IrisClient(settings_for(broker), spool)
+def run_in_thread(client: IrisClient):
     stop = threading.Event()
     thread = threading.Thread(target=client.run, kwargs={"stop_event": stop}, daemon=True)
     thread.start()
+    return stop, thread
+
+
+def test_failing_write_keeps_messages_locked_until_it_succeeds(make_amqp_broker, spool):
+    """A write that fails (a file where the dataset directory should be: root cannot write through it,
+    while tmp/ stays writable) for longer than 5 lock durations spends none of the 5 deliveries."""
+    broker = make_amqp_broker(lock_duration=1.0, max_delivery_count=5)
+    spool.incoming.mkdir(parents=True)
+    blocker = spool.incoming / "FREQ"
+    blocker.write_text("a file where the dataset directory should be")
+    sent = {f"FREQ/FREQ_{i}.json": double_encoded(records("FREQ", 2, i)) for i in range(3)}
+    sent["MID/MID_1.json"] = double_encoded(records("MID"))
+    for path, body in sent.items():
+        dataset, name = path.split("/")
+        broker.send(QUEUE, body, subject=dataset, message_id=name)
+    # one message per batch: the others wait in the receiver's prefetch buffer, where locks run out too
+    client = IrisClient(settings_for(broker, batch_size=1), spool)
+    stop, thread = run_in_thread(client)
     try:
-        wait_until(lambda: client.stats.abandoned >= 1, 15, "an abandon")
-        wait_until(lambda: "write failed for FREQ/FREQ_1.json" in ((read_status(spool.root) or {}).get(
-            "last_error") or ""), 10, "the write error in the status file")
+        wait_until(lambda: "write failed for FREQ/" in ((read_status(spool.root) or {}).get("last_error") or ""),
+                   15, "a failing write")
+        started = time.monotonic()
+        while time.monotonic() - started < 6 * broker.lock_duration:  # past 5 would-be deliveries
+            assert max(broker.delivery_counts(QUEUE).values()) == 1, "a delivery was spent"
+            assert broker.dead_letters(QUEUE) == [] and thread.is_alive()
+            time.sleep(0.2)
+        status = read_status(spool.root)
+        failing = status["write_failing_since"]
+        assert failing and status["writes_failing"] >= 1
+        assert "write failed for FREQ/FREQ_" in status["last_write_error"]
+        later = dt.datetime.fromisoformat(failing) + dt.timedelta(seconds=61)
+        ok, text, _ = client_health({**status, "updated_at": later.isoformat(), "last_message_at": failing},
+                                    later, 3600)
+        assert not ok and "spool writes failing since" in text
         blocker.unlink()
-        wait_until(lambda: broker.completed_count(QUEUE) == 1, 20, "the message after the disk recovered")
+        wait_until(lambda: broker.completed_count(QUEUE) == len(sent), 20, "every message once the disk recovered")
+        wait_until(lambda: read_status(spool.root)["write_failing_since"] is None, 5, "the failure cleared")
     finally:
         stop.set()
         thread.join(20)
-    assert list(spool_files(spool.root)) == ["FREQ/FREQ_1.json"]
-    assert broker.dead_letters(QUEUE) == [] and client.stats.written == 1
+    assert not thread.is_alive()
+    assert spool_files(spool.root) == sent
+    assert broker.dead_letters(QUEUE) == [] and broker.dead_letter_depth(QUEUE) == 0
+    assert set(broker.completed_delivery_counts(QUEUE).values()) == {1}  # not one delivery spent
+    assert client.stats.abandoned == 0 and client.stats.written == len(sent) and client.stats.write_failures >= 3
+
+
+def test_stop_while_a_write_fails_gives_the_message_back_promptly(make_amqp_broker, spool):
+    broker = make_amqp_broker(lock_duration=30.0, max_delivery_count=5)
+    spool.incoming.mkdir(parents=True)
+    (spool.incoming / "FREQ").write_text("a file where the dataset directory should be")
+    broker.send(QUEUE, double_encoded(records("FREQ")), subject="FREQ", message_id="FREQ_1.json")
+    client = IrisClient(settings_for(broker), spool)
+    stop, thread = run_in_thread(client)
+    try:
+        wait_until(lambda: (read_status(spool.root) or {}).get("writes_failing"), 15, "a failing write")
+        assert broker.locked_count(QUEUE) == 1  # held, not given back
+        asked = time.monotonic()
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive() and time.monotonic() - asked < 10
+    finally:
+        stop.set()
+        thread.join(15)
+    assert broker.locked_count(QUEUE) == 0 and broker.queue_depth(QUEUE) == 1 and broker.dead_letters(QUEUE) == []
+    assert client.stats.abandoned == 1 and client.stats.write_failures >= 1
+    status = read_status(spool.root)
+    assert status["write_failing_since"] is None and status["connected"] is False
+
+
+def test_broker_dead_letters_reach_quarantine_with_the_broker_reason(make_amqp_broker, spool):
+    from azure.servicebus import ServiceBusClient
+
+    broker = make_amqp_broker(lock_duration=1.0, max_delivery_count=5)
+    expired, exhausted, landed = (double_encoded(records("FREQ", 1, i)) for i in range(3))
+    broker.send(QUEUE, expired, subject="FREQ", message_id="FREQ_expired.json", time_to_live=0.2)
+    broker.send(QUEUE, exhausted, subject="FREQ", message_id="FREQ_exhausted.json")
+    broker.send(QUEUE, landed, subject="FREQ", message_id="FREQ_landed.json")
+    assert spool.write_incoming("FREQ", "FREQ_landed.json", landed)  # written; its completion never arrived
+    wait_until(lambda: broker.dead_letters(QUEUE), 5, "the TTL expiry")
+    with ServiceBusClient.from_connection_string(broker.connection_string(), retry_total=0) as sb:
+        with sb.get_queue_receiver(QUEUE, prefetch_count=0) as other_consumer:  # gives up on both, 5 times
+            for _ in range(5):
+                for message in other_consumer.receive_messages(max_message_count=2, max_wait_time=5):
+                    other_consumer.abandon_message(message)
+    reasons = {d.message_id: d.reason for d in broker.dead_letters(QUEUE)}
+    assert reasons == {"FREQ_expired.json": "TTLExpiredException", "FREQ_exhausted.json": "MaxDeliveryCountExceeded",
+                       "FREQ_landed.json": "MaxDeliveryCountExceeded"}
+
+    client = IrisClient(settings_for(broker), spool)
+    stop, thread = run_in_thread(client)
+    try:
+        wait_until(lambda: broker.dead_letter_depth(QUEUE) == 0, 20, "the dead-letter queue to be drained")
+        wait_until(lambda: read_status(spool.root)["dead_letters_quarantined"] == 2, 5, "the status")
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    quarantined = spool_files(spool.root, "quarantine")
+    assert set(quarantined) == {"FREQ/FREQ_expired.json", "FREQ/FREQ_expired.json.error",
+                                "FREQ/FREQ_exhausted.json", "FREQ/FREQ_exhausted.json.error"}
+    assert quarantined["FREQ/FREQ_expired.json"] == expired and quarantined["FREQ/FREQ_exhausted.json"] == exhausted
+    assert "TTLExpiredException" in quarantined["FREQ/FREQ_expired.json.error"].decode()
+    error = quarantined["FREQ/FREQ_exhausted.json.error"].decode()
+    assert "MaxDeliveryCountExceeded" in error and "after 5 delivery attempts" in error and "incoming/FREQ/" in error
+    assert spool_files(spool.root) == {"FREQ/FREQ_landed.json": landed}  # already landed: no quarantine copy
+    assert read_status(spool.root)["dead_letters_already_kept"] == 1
 
 
 def test_slow_write_keeps_the_lock_alive(make_amqp_broker, spool):
@@ -271,7 +361,7 @@ def test_slow_write_keeps_the_lock_alive(make_amqp_broker, spool):
             time.sleep(3.5)  # longer than the lock
             return super().write_incoming(*args, **kwargs)
 
-    stats = IrisClient(settings_for(broker, slow_batch_s=0.3), SlowDisk(spool.root)).run(max_idle=0.5)
+    stats = IrisClient(settings_for(broker), SlowDisk(spool.root)).run(max_idle=0.5)
 
     assert (stats.completed, stats.lock_lost, stats.written, stats.duplicates) == (1, 0, 1, 0)
     assert broker.completed_count(QUEUE) == 1 and broker.queue_depth(QUEUE) == 0
@@ -401,6 +491,12 @@ def test_client_health():
     assert warn[0] is True and warn[1].startswith("WARNING") and warn[2]["secret_days_left"] == 15
     expired = client_health(status(secret_expires="2026-01-09"), now, 300)
     assert expired[0] is False and "expired" in expired[1]
+    stuck = client_health(status(write_failing_since="2026-01-10T11:58:30+00:00", writes_failing=3,
+                                 last_write_error="write failed for FREQ/F.json (attempt 9): [Errno 28]"), now, 300)
+    assert stuck[0] is False and "spool writes failing since" in stuck[1] and "[Errno 28]" in stuck[1]
+    assert stuck[2]["writes_failing"] == 3
+    retrying = client_health(status(write_failing_since="2026-01-10T11:59:30+00:00", writes_failing=1), now, 300)
+    assert retrying[0] is True  # a write failing for 30 s is still being retried
 
 
 # --- the test broker itself ------------------------------------------------------------------
@@ -427,6 +523,30 @@ def test_broker_expires_locks_and_dead_letters_after_max_deliveries(make_amqp_br
     dead = broker.dead_letters(QUEUE)
     assert [(d.message_id, d.reason) for d in dead] == [("m.json", "MaxDeliveryCountExceeded")]
     assert broker.queue_depth(QUEUE) == 0
+
+
+def test_broker_dead_letter_sub_queue_ttl_and_released_deliveries(make_amqp_broker):
+    from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
+
+    broker = make_amqp_broker(lock_duration=5, max_delivery_count=5)
+    broker.send(QUEUE, b"[1]", subject="FREQ", message_id="ttl.json", time_to_live=0.1)
+    wait_until(lambda: broker.dead_letter_depth(QUEUE) == 1, 5, "the TTL expiry")
+    broker.send_many(QUEUE, [{"body": b"[2]", "message_id": "a.json"}, {"body": b"[3]", "message_id": "b.json"}])
+    with ServiceBusClient.from_connection_string(broker.connection_string(), retry_total=0) as client:
+        with client.get_queue_receiver(QUEUE, prefetch_count=10) as receiver:
+            (first,) = receiver.receive_messages(max_message_count=1, max_wait_time=5)
+            assert broker.locked_count(QUEUE) == 2  # the other one waits in the receiver's buffer
+            receiver.dead_letter_message(first, reason="Mine", error_description="why")
+        assert broker.delivery_counts(QUEUE) == {"b.json": 0}  # prefetched, released on close: not counted
+        with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            dead = dlq.receive_messages(max_message_count=5, max_wait_time=5)
+            got = {(m.message_id, m.dead_letter_reason, m.dead_letter_error_description) for m in dead}
+            dlq.renew_message_lock(dead[0])
+            for message in dead:
+                dlq.complete_message(message)
+    assert got == {("ttl.json", "TTLExpiredException", "The message expired and was dead lettered."),
+                   (first.message_id, "Mine", "why")}
+    assert broker.dead_letter_depth(QUEUE) == 0 and len(broker.dead_letters(QUEUE)) == 2
 
 
 def test_broker_takes_messages_from_sdk_senders_single_and_batched(amqp_broker):

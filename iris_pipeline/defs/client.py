@@ -16,7 +16,8 @@ iris_feed = dg.AssetSpec(
     IRIS_FEED_KEY,
     description=(
         "IRIS messages as received from Elexon's Azure Service Bus queue by `iris-pipeline client`: one"
-        " file per message in spool/incoming/<DATASET>/, written durably before the message is completed."
+        " file per message in spool/incoming/<DATASET>/, written durably before the message is completed;"
+        " what the broker dead-letters is moved to spool/quarantine/<DATASET>/ with the broker's reason."
         " The client runs outside Dagster (one connection per queue); its status file feeds the check."
     ),
     group_name="iris_feed",
@@ -30,7 +31,8 @@ def build_client_health_check(settings: Settings) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=IRIS_FEED_KEY,
         name="client_health",
-        description=f"Fails when the IRIS client is down, disconnected, or silent for over {max_silence_s:.0f} s;"
+        description=f"Fails when the IRIS client is down, disconnected, or silent for over {max_silence_s:.0f} s,"
+        " or when its spool writes have kept failing for over a minute;"
         " warns 30 days before the client secret expires.",
     )
     def client_health_check(spool: SpoolResource) -> dg.AssetCheckResult:

@@ -39,7 +39,9 @@ def read_status(spool_root: str | os.PathLike[str]) -> IngestStatus | None:
     try:
         raw = json.loads(status_path(spool_root).read_text(encoding="utf-8"))
         tables = {
-            code: TableFreshness(_time(t.get("last_ingested_at")), _time(t.get("latest_reference_time")), int(t["rows"]))
+            code: TableFreshness(
+                _time(t.get("last_ingested_at")), _time(t.get("latest_reference_time")), int(t["rows"])
+            )
             for code, t in raw["tables"].items()
         }
         return IngestStatus(tables, frozenset(raw.get("unregistered_codes", [])))

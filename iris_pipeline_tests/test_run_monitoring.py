@@ -62,8 +62,10 @@ def test_a_run_killed_with_dagster_dev_is_failed_and_ingestion_resumes(tmp_path,
     holder = DuckDBWarehouse(warehouse_path)  # the run waits for the warehouse, so it stays STARTED
     first = second = None
     try:
-        first = _dagster_dev(env, log)
+        # Open the instance first: its SQLite storage is created once, not raced by two processes.
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.get_run_records(limit=1)
+            first = _dagster_dev(env, log)
             run_id, pid = _wait("a STARTED iris_ingest run", lambda: _started_worker(instance), 120, log_path)
             assert psutil.pid_exists(pid)
             os.killpg(first.pid, signal.SIGKILL)  # webserver, daemon, code server and run worker at once

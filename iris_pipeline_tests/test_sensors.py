@@ -66,7 +66,8 @@ def _tick(defs, instance, cursor=None):
 
 def _finished(instance, status, keys, run_id=None):
     run_id = run_id or f"run-{len(instance.get_run_records())}"
-    instance.add_run(dg.DagsterRun(job_name="iris_ingest", run_id=run_id, status=status, asset_selection=frozenset(keys)))
+    run = dg.DagsterRun(job_name="iris_ingest", run_id=run_id, status=status, asset_selection=frozenset(keys))
+    instance.add_run(run)
     return run_id
 
 

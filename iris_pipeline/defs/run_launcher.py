@@ -56,7 +56,8 @@ class WorkerCheckingRunLauncher(dg.DefaultRunLauncher):
                 )
             self._unreachable_since.pop(run.run_id, None)
             return CheckRunHealthResult(
-                WorkerStatus.FAILED, f"the code server that started this run has been unreachable for {unreachable_s:.0f} s"
+                WorkerStatus.FAILED,
+                f"the code server that started this run has been unreachable for {unreachable_s:.0f} s",
             )
         self._unreachable_since.pop(run.run_id, None)
         if deserialize_value(reply, CanCancelExecutionResult).can_cancel:

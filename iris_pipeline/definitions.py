@@ -7,6 +7,7 @@ from iris_pipeline.defs.archive import build_archive_retention
 from iris_pipeline.defs.client import build_client_health_check, iris_feed
 from iris_pipeline.defs.iris_tables import build_iris_tables
 from iris_pipeline.defs.jobs import iris_health, iris_health_schedule, iris_ingest
+from iris_pipeline.defs.quarantine import spool_quarantine_check
 from iris_pipeline.defs.resources import resources_from_env
 from iris_pipeline.defs.sensors import build_spool_sensor
 from iris_pipeline.registry import load_registry
@@ -18,7 +19,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     prune_job, prune_schedule = build_archive_retention(settings.archive_retention_days)
     return dg.Definitions(
         assets=[iris_feed, build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
-        asset_checks=[build_client_health_check(settings)],
+        asset_checks=[build_client_health_check(settings), spool_quarantine_check],
         jobs=[iris_ingest, iris_health, prune_job],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
         schedules=[iris_health_schedule, prune_schedule],

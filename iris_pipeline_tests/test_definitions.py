@@ -63,3 +63,32 @@ def test_archive_prune_job_keeps_the_configured_days(pipeline_env, spool, monkey
         assert job.execute_in_process(instance=instance).success
     left = sorted(p.name for p in spool.archive.rglob("*.json"))
     assert left == ["f0.json", "f3.json"]
+
+
+def test_one_check_counts_everything_in_quarantine(pipeline_env, spool, tmp_path):
+    from iris_pipeline.definitions import build_definitions
+
+    q = spool.quarantine
+    for rel in ("FREQ/a.json", "_invalid/b", "NEWCODE/c.json", "bad code/d", "FREQ/deeper/e.json", "stray.json"):
+        (q / rel).parent.mkdir(parents=True, exist_ok=True)
+        (q / rel).write_bytes(b"[]")
+        (q / (rel + ".error")).write_text("why")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for i in range(5):
+        (outside / f"{i}.json").write_bytes(b"[]")
+    (q / "linked").symlink_to(outside)  # counted as one entry, never followed
+
+    key = dg.AssetCheckKey(dg.AssetKey("iris_spool_feed"), "spool_quarantine_empty")
+    defs = build_definitions()
+    assert key in defs.resolve_job_def("iris_health").asset_layer.asset_graph.asset_check_keys
+    job = dg.define_asset_job("quarantine_only", selection=dg.AssetSelection.checks(key))
+    small = dg.Definitions(assets=[defs.resolve_assets_def(dg.AssetKey("iris_spool_feed"))], asset_checks=[
+        c for c in (defs.asset_checks or []) if key in c.check_keys
+    ], jobs=[job], resources=defs.resources)
+    with dg.instance_for_test() as instance:
+        result = small.resolve_job_def("quarantine_only").execute_in_process(instance=instance)
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["quarantined_files"].value == 7
+    assert "_invalid: 1" in check.description and "bad code: 1" in check.description

@@ -81,3 +81,87 @@ def test_a_failing_dataset_fails_the_run_but_others_materialize(pipeline_env, sp
     keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert keys == {"bmrs_fuelinst_iris"}
     assert [f.name for f in spool.pending("FREQ")] == ["f.json"]
+
+
+HOLD_WAREHOUSE = """
+import sys
+from iris_pipeline.spool import Spool
+from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+with DuckDBWarehouse(sys.argv[1]) as wh, Spool(sys.argv[2]).exclusive("ingest.lock"):
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _small_defs():
+    """The real step and jobs over two datasets instead of 87, which keeps a run to a second or two."""
+    from iris_pipeline.defs.iris_tables import build_iris_tables
+    from iris_pipeline.defs.jobs import iris_health, iris_ingest
+    from iris_pipeline.defs.resources import resources_from_env
+    from iris_pipeline.registry import Registry, load_registry
+
+    full = load_registry()
+    registry = Registry({code: full[code] for code in ("FREQ", "FUELINST")})
+    return dg.Definitions(
+        assets=[build_iris_tables(registry)], jobs=[iris_ingest, iris_health], resources=resources_from_env()
+    )
+
+
+def _health_within(seconds):
+    """Run `iris_health` in a thread, bounded: a health job that waited on the warehouse lock would hang."""
+    import threading
+
+    job = _small_defs().resolve_job_def("iris_health")
+    out = {}
+
+    def run():
+        with dg.instance_for_test() as instance:
+            out["result"] = job.execute_in_process(instance=instance, raise_on_error=False)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"iris_health still running after {seconds}s"
+    return out["result"]
+
+
+def _checks(result):
+    return {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+
+
+def test_health_job_reads_the_ingest_status_while_ingest_holds_the_warehouse(pipeline_env, spool, warehouse_path):
+    import subprocess
+    import sys
+
+    for i in range(3):
+        spool.write_incoming("FREQ", f"FREQ_{i}.json", body(freq_records(second=8 * i)))
+    spool.write_incoming("NEWCODE", "n.json", body([{"a": 1}]))
+    with dg.instance_for_test() as instance:
+        assert _small_defs().resolve_job_def("iris_ingest").execute_in_process(instance=instance).success
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAREHOUSE, str(warehouse_path), str(spool.root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=pipeline_env,
+    )
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        result = _health_within(20)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+    assert result.success
+    checks = _checks(result)
+    freq = checks[("bmrs_freq_iris", "freshness")]
+    assert freq.passed and freq.metadata["rows"].value == 24
+    assert checks[("bmrs_fuelinst_iris", "freshness")].description == "no data loaded yet"
+    registered = checks[("bmrs_unregistered_iris", "all_codes_registered")]
+    assert not registered.passed and "NEWCODE" in registered.description
+
+
+def test_health_job_creates_nothing(pipeline_env, spool, warehouse_path):
+    spool.write_incoming("FREQ", "f.json", body(freq_records()))
+    before = sorted(str(p.relative_to(spool.root.parent)) for p in spool.root.parent.rglob("*"))
+    result = _health_within(20)
+    assert result.success and _checks(result)[("bmrs_freq_iris", "freshness")].passed is not None
+    after = sorted(str(p.relative_to(spool.root.parent)) for p in spool.root.parent.rglob("*"))
+    assert after == before  # no warehouse file, no lock files, no tmp/
+    assert not warehouse_path.exists()

@@ -1,11 +1,11 @@
 """The spool sensor: one run per tick for every dataset with pending files, none while one is in flight."""
 
-import json
+import os
 
 import dagster as dg
 
 from iris_pipeline.defs.iris_tables import UNREGISTERED_KEY
-from iris_pipeline.defs.sensors import RETRY_AFTER_S
+from iris_pipeline.defs.sensors import TICK_S, backoff_ticks
 from iris_pipeline_tests.conftest import body, freq_records
 
 
@@ -56,26 +56,107 @@ def test_empty_spool_requests_nothing(pipeline_env, spool):
     assert result.run_requests == [] and "empty" in result.skip_message
 
 
+FREQ = dg.AssetKey("bmrs_freq_iris")
+FUELINST = dg.AssetKey("bmrs_fuelinst_iris")
+
+
+def _tick(defs, instance, cursor=None):
+    return _sensor(defs).evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+
+def _finished(instance, status, keys, run_id=None):
+    run_id = run_id or f"run-{len(instance.get_run_records())}"
+    run = dg.DagsterRun(job_name="iris_ingest", run_id=run_id, status=status, asset_selection=frozenset(keys))
+    instance.add_run(run)
+    return run_id
+
+
+def _loaded(spool, dataset, name):
+    """What a successful run does to a file: move it out of incoming/."""
+    day = spool.archive / dataset / "2025-01-01"
+    day.mkdir(parents=True, exist_ok=True)
+    (spool.incoming / dataset / name).rename(day / name)
+
+
+def test_a_clock_stepped_back_does_not_hold_back_new_files(pipeline_env, spool, monkeypatch):
+    import time
+    import types
+
+    from iris_pipeline.defs import sensors
+
+    spool.write_incoming("FREQ", "f1.json", body(freq_records()))
+    defs = _defs()
+    with dg.instance_for_test() as instance:
+        first = _tick(defs, instance)
+        assert len(first.run_requests) == 1
+        _finished(instance, dg.DagsterRunStatus.SUCCESS, [FREQ])
+        _loaded(spool, "FREQ", "f1.json")
+        # The clock steps back an hour: the next file's mtime, and "now", are an hour earlier.
+        back = time.time() - 3600
+        monkeypatch.setattr(sensors, "time", types.SimpleNamespace(time=lambda: back), raising=False)
+        spool.write_incoming("FREQ", "f2.json", body(freq_records()))
+        os.utime(spool.incoming / "FREQ" / "f2.json", (back, back))
+        second = _tick(defs, instance, first.cursor)
+    assert len(second.run_requests) == 1
+
+
+def test_a_file_with_a_future_mtime_does_not_hold_back_later_files(pipeline_env, spool):
+    import time
+
+    spool.write_incoming("FREQ", "future.json", body(freq_records()))
+    os.utime(spool.incoming / "FREQ" / "future.json", (time.time() + 3600, time.time() + 3600))
+    defs = _defs()
+    with dg.instance_for_test() as instance:
+        first = _tick(defs, instance)
+        assert len(first.run_requests) == 1
+        _finished(instance, dg.DagsterRunStatus.SUCCESS, [FREQ])
+        _loaded(spool, "FREQ", "future.json")
+        spool.write_incoming("FREQ", "next.json", body(freq_records()))
+        second = _tick(defs, instance, first.cursor)
+    assert len(second.run_requests) == 1
+
+
 def test_leftovers_of_a_failed_run_are_retried_with_backoff(pipeline_env, spool):
     spool.write_incoming("FREQ", "f1.json", body(freq_records()))
     defs = _defs()
     with dg.instance_for_test() as instance:
-        first = _sensor(defs).evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        assert len(first.run_requests) == 1
-        # The run failed and left f1.json behind; with no new file the next tick waits...
-        second = _sensor(defs).evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor)
+        _finished(instance, dg.DagsterRunStatus.FAILURE, [FREQ])
+        cursor, waited = None, []
+        for _ in range(10):  # one failure: 10 s, two ticks
+            result = _tick(defs, instance, cursor)
+            cursor = result.cursor
+            if result.run_requests:
+                break
+            waited.append(result.skip_message)
+            spool.write_incoming("FREQ", f"new{len(waited)}.json", body(freq_records()))  # new files wait too
+        assert len(waited) == backoff_ticks(1) - 1 == 1 and "left behind" in waited[0]
+        # The retry fails too: the wait doubles.
+        _finished(instance, dg.DagsterRunStatus.FAILURE, [FREQ])
+        skips = 0
+        while not (result := _tick(defs, instance, cursor)).run_requests:
+            cursor, skips = result.cursor, skips + 1
+            assert skips < 20
+        assert skips == backoff_ticks(2) - 1 == 3
+        assert backoff_ticks(9) * TICK_S == 60  # capped
+        # After a success the next tick with files requests at once.
+        _finished(instance, dg.DagsterRunStatus.SUCCESS, [FREQ])
+        spool.write_incoming("FREQ", "f9.json", body(freq_records()))
+        assert len(_tick(defs, instance, result.cursor).run_requests) == 1
+
+
+def test_a_failed_runs_datasets_wait_but_the_others_go_at_once(pipeline_env, spool, warehouse_path):
+    from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    with DuckDBWarehouse(warehouse_path) as wh:  # FREQ cannot load; FUELINST can
+        wh.query("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")
+    spool.write_incoming("FREQ", "f.json", body(freq_records()))
+    spool.write_incoming("FUELINST", "fi.json", body([{"fuelType": "WIND", "generation": 1000}]))
+    defs = _defs()
+    with dg.instance_for_test() as instance:
+        run = defs.resolve_job_def("iris_ingest").execute_in_process(
+            instance=instance, asset_selection=[FREQ, FUELINST], raise_on_error=False
         )
-        assert second.run_requests == []
-        # ...until the back-off has passed,
-        old = json.loads(first.cursor) | {"requested_at": json.loads(first.cursor)["requested_at"] - RETRY_AFTER_S - 1}
-        third = _sensor(defs).evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs, cursor=json.dumps(old))
-        )
-        assert len(third.run_requests) == 1
-        # ...or a new file arrives.
-        spool.write_incoming("FREQ", "f2.json", body(freq_records()))
-        fourth = _sensor(defs).evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor)
-        )
-        assert len(fourth.run_requests) == 1
+        assert not run.success
+        spool.write_incoming("FUELINST", "fi2.json", body([{"fuelType": "CCGT", "generation": 9000}]))
+        result = _tick(defs, instance)
+    assert [r.asset_selection for r in result.run_requests] == [[FUELINST]]

@@ -1,7 +1,9 @@
 """Asset checks on every `bmrs_<code>_iris` table: freshness (≤ 5 min behind the spool) and quarantine.
 
 They are declared on the loader's multi-asset and evaluated in the same step, after loading: a
-separate check step would be skipped whenever a selected dataset had nothing to load.
+separate check step would be skipped whenever a selected dataset had nothing to load. They read the
+spool and the ingest status file (`freshness_status`), never the warehouse, so the minute-by-minute
+`iris_health` job neither waits for nor blocks a running ingest.
 """
 
 import datetime as dt
@@ -10,9 +12,9 @@ from typing import Iterable, Iterator
 import dagster as dg
 
 from iris_pipeline import health
+from iris_pipeline.freshness_status import IngestStatus
 from iris_pipeline.registry import Registry
 from iris_pipeline.spool import Spool
-from iris_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
 FRESHNESS = "freshness"
 QUARANTINE = "quarantine_empty"
@@ -42,7 +44,7 @@ def evaluate_table_checks(
     check_keys: Iterable[dg.AssetCheckKey],
     registry: Registry,
     spool: Spool,
-    warehouse: Warehouse,
+    status: IngestStatus,
     max_lag_s: float,
 ) -> Iterator[dg.AssetCheckResult]:
     by_table = {ds.table_name: ds for ds in registry}
@@ -50,16 +52,14 @@ def evaluate_table_checks(
     now = dt.datetime.now(dt.timezone.utc)
     for check_key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         if check_key.name == REGISTERED:
-            codes = {row[0] for row in warehouse.query(f"SELECT DISTINCT dataset FROM {LEDGER_TABLE}")}
-            unknown = sorted(codes - set(registry.codes()))
+            unknown = sorted(status.unregistered_codes - set(registry.codes()))
             verdict = health.Verdict(
                 not unknown, "WARN", f"unregistered codes: {', '.join(unknown)}" if unknown else "none"
             )
         else:
             ds = by_table[check_key.asset_key.path[-1]]
             if check_key.name == FRESHNESS:
-                freshness = warehouse.freshness(ds.code, ds.table_name, ds.reference_time_field)
-                verdict = health.dataset_freshness(ds, pending.get(ds.code), freshness, now, max_lag_s)
+                verdict = health.dataset_freshness(ds, pending.get(ds.code), status.freshness(ds.code), now, max_lag_s)
             else:
                 verdict = health.quarantine_verdict(ds.code, len(spool.quarantined(ds.code)))
         yield dg.AssetCheckResult(

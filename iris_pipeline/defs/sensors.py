@@ -1,9 +1,17 @@
-"""The spool sensor: one `iris_ingest` run per tick for every dataset with pending files."""
+"""The spool sensor: one `iris_ingest` run whenever files are pending and no such run is in flight.
+
+It decides from the spool's contents and the instance's run records only, never from file mtimes or
+the wall clock, so neither a clock stepped back nor a file with a future mtime holds ingestion back.
+Datasets that a failed run left behind wait for a back-off that grows with each consecutive failure;
+it is counted in sensor ticks (at least TICK_S apart), not measured against stored times.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+import math
+from dataclasses import dataclass
+from typing import Mapping
 
 import dagster as dg
 
@@ -18,31 +26,88 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-RETRY_AFTER_S = 60.0  # files left by a failed run are retried, but not on every tick
+# A cancelled run says nothing about its files: only failures back off.
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+TICK_S = 5
+BACKOFF_S = (10, 20, 40, 60)  # after 1, 2, 3, 4+ consecutive failures
+HISTORY = 20  # finished runs read per tick to count consecutive failures
+
+
+@dataclass(frozen=True)
+class IngestHistory:
+    """What the instance says about recent `iris_ingest` runs."""
+
+    in_flight: bool = False
+    failures: int = 0  # consecutive failed runs of the datasets below, newest first
+    failed_run_id: str | None = None
+    blamed: frozenset[dg.AssetKey] | None = None  # what the newest failed run did not load; None: everything
+
+
+def backoff_ticks(failures: int) -> int:
+    return math.ceil(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] / TICK_S)
 
 
 def ingest_request(
-    spool: Spool, registry: Registry, cursor: str | None, in_flight: bool, now: float
+    pending: Mapping[str, Mapping[str, float]], registry: Registry, history: IngestHistory, cursor: str | None
 ) -> tuple[dg.RunRequest | dg.SkipReason, str | None]:
-    """Decide one tick. The cursor remembers the newest mtime already requested, so files that stay
-    pending after a failed run are retried every RETRY_AFTER_S instead of every tick."""
-    if in_flight:
+    """Decide one tick from `Spool.stats()` and the run history. The cursor counts the ticks waited
+    since the newest failed run was first seen."""
+    if history.in_flight:
         return dg.SkipReason("an iris_ingest run is in flight"), cursor
-    stats = spool.stats()
-    if not stats:
-        return dg.SkipReason("spool is empty"), cursor
-    state = json.loads(cursor) if cursor else {"newest_mtime": 0.0, "requested_at": 0.0}
-    newest = max(s["newest_mtime"] for s in stats.values())
-    if newest <= state["newest_mtime"] and now - state["requested_at"] < RETRY_AFTER_S:
-        return dg.SkipReason("no new files since the last run; retrying leftovers later"), cursor
-    keys = sorted({key_for_code(registry, code) for code in stats}, key=lambda k: k.to_user_string())
-    files = int(sum(s["files"] for s in stats.values()))
+    if not pending:
+        return dg.SkipReason("spool is empty"), None
+    codes = set(pending)
+    state = None
+    if history.failures:
+        state = json.loads(cursor) if cursor else {}
+        if state.get("failed_run") != history.failed_run_id:
+            state = {"failed_run": history.failed_run_id, "ticks": 0}
+        state["ticks"] += 1
+        wait = backoff_ticks(history.failures) - state["ticks"]
+        if wait > 0:  # datasets the failed run did not touch, or loaded, go now; the rest wait
+            codes = {c for c in codes if history.blamed is not None and key_for_code(registry, c) not in history.blamed}
+            if not codes:
+                return dg.SkipReason(
+                    f"retrying what run {history.failed_run_id} left behind ({history.failures} consecutive"
+                    f" failure(s)) in about {wait * TICK_S} s"
+                ), json.dumps(state)
+    keys = sorted({key_for_code(registry, code) for code in codes}, key=lambda k: k.to_user_string())
     request = dg.RunRequest(
-        run_key=f"spool-{newest:.6f}-{files}-{int(now)}",
         asset_selection=keys,
-        tags={"iris_pipeline/pending_files": str(files), "iris_pipeline/datasets": str(len(stats))},
+        tags={
+            "iris_pipeline/pending_files": str(int(sum(pending[c]["files"] for c in codes))),
+            "iris_pipeline/datasets": str(len(codes)),
+        },
     )
-    return request, json.dumps({"newest_mtime": newest, "requested_at": now})
+    return request, json.dumps(state) if state else None
+
+
+def ingest_history(instance: dg.DagsterInstance, job_name: str) -> IngestHistory:
+    in_flight = bool(instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=1))
+    finished = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=HISTORY)
+    failures, failed, blamed = 0, None, None
+    for record in finished:  # newest first
+        run = record.dagster_run
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            if failed is None or _covers(run.asset_selection, blamed):
+                break
+            continue  # a success of other datasets does not end the failed datasets' streak
+        failures += 1
+        if failed is None:
+            failed, blamed = run, _not_loaded(instance, run)
+    return IngestHistory(in_flight, failures, failed.run_id if failed else None, blamed)
+
+
+def _covers(selection: frozenset[dg.AssetKey] | None, keys: frozenset[dg.AssetKey] | None) -> bool:
+    return selection is None or (keys is not None and keys <= selection)
+
+
+def _not_loaded(instance: dg.DagsterInstance, run: dg.DagsterRun) -> frozenset[dg.AssetKey] | None:
+    if run.asset_selection is None:
+        return None
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    loaded = {r.event_log_entry.dagster_event.asset_key for r in records if r.event_log_entry.dagster_event}
+    return frozenset(run.asset_selection - loaded)
 
 
 def build_spool_sensor(job: dg.UnresolvedAssetJobDefinition, spool_root: str, registry: Registry | None = None):
@@ -51,18 +116,15 @@ def build_spool_sensor(job: dg.UnresolvedAssetJobDefinition, spool_root: str, re
     @dg.sensor(
         name="iris_spool_sensor",
         job=job,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=TICK_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests one iris_ingest run covering every dataset with files in spool/incoming,"
-        " never while another iris_ingest run is in flight.",
+        " never while another iris_ingest run is in flight; datasets a failed run left behind are retried"
+        f" after {BACKOFF_S[0]}–{BACKOFF_S[-1]} s.",
     )
     def iris_spool_sensor(context: dg.SensorEvaluationContext):
-        in_flight = bool(
-            context.instance.get_run_records(
-                filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1
-            )
-        )
-        result, cursor = ingest_request(Spool(spool_root), registry, context.cursor, in_flight, time.time())
+        history = ingest_history(context.instance, job.name)
+        result, cursor = ingest_request(Spool(spool_root).stats(), registry, history, context.cursor)
         if cursor != context.cursor:
             context.update_cursor(cursor)
         return result

@@ -17,8 +17,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     registry = load_registry()
     prune_job, prune_schedule = build_archive_retention(settings.archive_retention_days)
+    iris_tables = build_iris_tables(
+        registry, max_lag_s=settings.freshness_minutes * 60, max_message_bytes=settings.max_message_bytes
+    )
     return dg.Definitions(
-        assets=[iris_feed, build_iris_tables(registry, max_lag_s=settings.freshness_minutes * 60)],
+        assets=[iris_feed, iris_tables],
         asset_checks=[build_client_health_check(settings), spool_quarantine_check],
         jobs=[iris_ingest, iris_health, prune_job],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],

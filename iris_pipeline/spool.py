@@ -408,8 +408,12 @@ class Spool:
         invalid codes, anything an operator put there), and note what is odd."""
         items: dict[str, int] = {}
         problems: list[SpoolProblem] = []
-        for folder in self._scandir(self.quarantine):
+        top = self._scandir(self.quarantine)
+        top_names = {e.name for e in top}
+        for folder in top:
             rel = f"quarantine/{folder.name}"
+            if folder.name.endswith(ERROR_SUFFIX) and folder.name[: -len(ERROR_SUFFIX)] in top_names:
+                continue  # the reason beside a stray entry, counted with it
             if not folder.is_dir(follow_symlinks=False):
                 items["."] = items.get(".", 0) + 1
                 problems.append(SpoolProblem(rel, f"{_kind(folder)} outside any dataset folder"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from concurrent.futures import Future

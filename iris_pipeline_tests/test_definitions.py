@@ -90,5 +90,5 @@ def test_one_check_counts_everything_in_quarantine(pipeline_env, spool, tmp_path
         result = small.resolve_job_def("quarantine_only").execute_in_process(instance=instance)
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata["quarantined_files"].value == 7
-    assert "_invalid: 1" in check.description and "bad code: 1" in check.description
+    assert check.metadata["quarantined_entries"].value == 7
+    assert "_invalid 1" in check.description and "bad code 1" in check.description

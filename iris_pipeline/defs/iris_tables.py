@@ -12,6 +12,7 @@ from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
 from iris_pipeline.defs.resources import SpoolResource, WarehouseResource
 from iris_pipeline.freshness_status import IngestStatus, read_status, refresh_status
 from iris_pipeline.health import DEFAULT_MAX_LAG_S
+from iris_pipeline.chunk import DEFAULT_MAX_MESSAGE_BYTES
 from iris_pipeline.loader import DatasetReport, LoadReport, load_spool
 from iris_pipeline.registry import Dataset, Registry, load_registry
 
@@ -78,7 +79,10 @@ def key_for_code(registry: Registry, code: str) -> dg.AssetKey:
     return asset_key(dataset) if dataset else UNREGISTERED_KEY
 
 
-def build_iris_tables(registry: Registry | None = None, max_lag_s: float = DEFAULT_MAX_LAG_S) -> dg.AssetsDefinition:
+def build_iris_tables(
+    registry: Registry | None = None, max_lag_s: float = DEFAULT_MAX_LAG_S,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> dg.AssetsDefinition:
     registry = registry or load_registry()
 
     @dg.multi_asset(
@@ -98,7 +102,7 @@ def build_iris_tables(registry: Registry | None = None, max_lag_s: float = DEFAU
             return
         codes = codes_for_selection(registry, set(context.selected_asset_keys), spool_dir.datasets_pending())
         with warehouse.open() as wh:  # held briefly: DuckDB admits one process at a time
-            report = load_spool(spool_dir, wh, datasets=codes, registry=registry)
+            report = load_spool(spool_dir, wh, datasets=codes, registry=registry, max_message_bytes=max_message_bytes)
             written = [code for code, ds_report in report.datasets.items() if ds_report.files_loaded]
             status = refresh_status(spool_dir.root, wh, registry, written)
         checks = list(evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, status, max_lag_s))

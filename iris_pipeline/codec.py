@@ -51,9 +51,10 @@ def decode_body(body: bytes) -> list[dict[str, Any]]:
         return [value]
     if not isinstance(value, list):
         raise DecodeError(f"JSON {_json_kind(value)} is not an array of records")
-    for i, record in enumerate(value):
-        if not isinstance(record, dict):
-            raise DecodeError(f"record {i} is a JSON {_json_kind(record)}, not an object")
+    if not set(map(type, value)) <= {dict}:  # one pass in C; the loop below only names the culprit
+        for i, record in enumerate(value):
+            if not isinstance(record, dict):
+                raise DecodeError(f"record {i} is a JSON {_json_kind(record)}, not an object")
     return value
 
 
@@ -222,6 +223,11 @@ def _empty_as_null(values: list[Any]) -> pa.Array:
 
 
 def _timestamps(values: list[Any]) -> pa.Array:
+    strings = pa.array(values, pa.string())
+    try:  # most messages carry ISO instants with a zone, which cast as they are
+        return strings.cast(ARROW_TYPES["TIMESTAMP"])
+    except pa.ArrowInvalid:
+        pass
     strings = _empty_as_null(values)  # "" is how some senders say "no time"
     strings = pc.replace_substring_regex(strings, _FRACTION_BEYOND_US, r"\1")
     strings = pc.replace_substring_regex(strings, _NO_ZONE, r"\1Z")  # Elexon instants are UTC
@@ -229,6 +235,11 @@ def _timestamps(values: list[Any]) -> pa.Array:
 
 
 def _dates(values: list[Any]) -> pa.Array:
+    strings = pa.array(values, pa.string())
+    try:
+        return strings.cast(pa.date32())
+    except pa.ArrowInvalid:
+        pass
     strings = pc.replace_substring_regex(_empty_as_null(values), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
     return strings.cast(pa.date32())
 

@@ -22,7 +22,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 _SAFE_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]{0,199}$")
 _UNSAFE_CHARS_RE = re.compile(r"[^A-Za-z0-9._+=@-]+")
@@ -147,8 +147,7 @@ def _move_no_replace(src: str, target: str) -> None:
     os.unlink(src)
 
 
-@dataclass(frozen=True)
-class SpoolFile:
+class SpoolFile(NamedTuple):  # a tuple: a drain lists and sends 100,000 of them to its workers
     dataset: str
     name: str
     path: str  # a plain string: pathlib costs more than the I/O on a 100,000-file drain
@@ -451,12 +450,12 @@ class Spool:
         Never replaces an archived file: the same body is already there (the incoming copy goes), a
         different one is archived under its content_variant_name."""
         day_name = (day or dt.datetime.now(dt.timezone.utc).date()).isoformat()
-        made: set[str] = set()
+        made: dict[str, str] = {}
         for f in files:
-            target_dir = os.path.join(self.archive, f.dataset, day_name)
-            if target_dir not in made:
+            target_dir = made.get(f.dataset)
+            if target_dir is None:
+                target_dir = made[f.dataset] = os.path.join(self.archive, f.dataset, day_name)
                 os.makedirs(target_dir, exist_ok=True)
-                made.add(target_dir)
             try:
                 self._archive_one(f, target_dir)
             except FileNotFoundError:
@@ -464,11 +463,19 @@ class Spool:
 
     @staticmethod
     def _archive_one(f: SpoolFile, target_dir: str) -> None:
-        try:
-            _move_no_replace(f.path, os.path.join(target_dir, f.name))  # a rename would replace an archived file
+        target = f"{target_dir}/{f.name}"  # not os.path.join: 100,000 of them cost a quarter second
+        try:  # link, then unlink: a rename would replace an archived file
+            os.link(f.path, target, follow_symlinks=False)
+            os.unlink(f.path)
             return
         except FileExistsError:
             pass
+        except PermissionError:  # another user's file (fs.protected_hardlinks): the careful way
+            try:
+                _move_no_replace(f.path, target)
+                return
+            except FileExistsError:
+                pass
         with open(f.path, "rb") as fh:
             body = fh.read()
         if not _same_bytes(os.path.join(target_dir, f.name), body):

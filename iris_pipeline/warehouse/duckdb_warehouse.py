@@ -51,7 +51,7 @@ class DuckDBWarehouse(Warehouse):
         self._columns_loaded = False
         try:
             # Checkpoint at close rather than every 16 MB of WAL: a drain commits once per chunk.
-            self._db = duckdb.connect(str(self.path), config={"checkpoint_threshold": "1GB"})
+            self._db = duckdb.connect(str(self.path), config={"checkpoint_threshold": "1GB", "threads": 1})
             self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (dataset VARCHAR NOT NULL, _source_file VARCHAR NOT NULL,"
                 " rows BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (dataset, _source_file))"

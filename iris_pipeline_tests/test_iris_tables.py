@@ -144,7 +144,7 @@ def test_health_job_reads_the_ingest_status_while_ingest_holds_the_warehouse(pip
     )
     try:
         assert holder.stdout.readline() == b"ready\n"
-        result = _health_within(20)
+        result = _health_within(60)
     finally:
         holder.stdin.close()
         holder.wait(timeout=20)
@@ -160,7 +160,7 @@ def test_health_job_reads_the_ingest_status_while_ingest_holds_the_warehouse(pip
 def test_health_job_creates_nothing(pipeline_env, spool, warehouse_path):
     spool.write_incoming("FREQ", "f.json", body(freq_records()))
     before = sorted(str(p.relative_to(spool.root.parent)) for p in spool.root.parent.rglob("*"))
-    result = _health_within(20)
+    result = _health_within(60)
     assert result.success and _checks(result)[("bmrs_freq_iris", "freshness")].passed is not None
     after = sorted(str(p.relative_to(spool.root.parent)) for p in spool.root.parent.rglob("*"))
     assert after == before  # no warehouse file, no lock files, no tmp/

@@ -18,6 +18,10 @@ class WarehouseError(RuntimeError):
     pass
 
 
+class QueryRefused(WarehouseError):
+    """SQL a reader may not run: anything but one read statement, or file or network access."""
+
+
 def identifier(name: str) -> str:
     """A validated, quoted SQL identifier. Input never becomes SQL any other way."""
     if not IDENTIFIER_RE.fullmatch(name):  # fullmatch: "$" alone would accept a trailing newline

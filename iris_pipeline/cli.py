@@ -40,7 +40,8 @@ def _query(args: argparse.Namespace) -> int:
     # that stops reading (`query ... | less`) never holds up ingestion.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as rows:
         try:
-            read_query(Settings.from_env(), args.sql, rows, timeout_s=LOCK_TIMEOUT_S if args.wait is None else args.wait)
+            wait = LOCK_TIMEOUT_S if args.wait is None else args.wait
+            read_query(Settings.from_env(), args.sql, rows, timeout_s=wait)
         except QueryRefused as exc:
             print(f"iris-pipeline query: refused: {exc}", file=sys.stderr)
             return 2
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(func=_ingest)
 
-    query = sub.add_parser("query", help="run one read-only SQL statement against the warehouse, print tab-separated rows")
+    query = sub.add_parser("query", help="run one read-only SQL statement on the warehouse, print tab-separated rows")
     query.add_argument("sql", help='e.g. "SELECT count(*) FROM bmrs_freq_iris"')
     query.add_argument(
         "--wait", type=float, default=None, metavar="SECONDS",

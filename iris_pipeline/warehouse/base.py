@@ -85,7 +85,7 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """Run read-only SQL (for checks and tests)."""
+        """Run SQL on this (writing) connection, for checks and tests; a user's SQL goes to read_query."""
 
     @abc.abstractmethod
     def close(self) -> None:

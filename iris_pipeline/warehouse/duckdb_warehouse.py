@@ -203,7 +203,6 @@ class DuckDBWarehouse(Warehouse):
         return TableFreshness(_utc(last), _utc(latest), count)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """SQL on the writer connection, for checks and tests; user input goes to duckdb_read instead."""
         self._columns.clear()  # the SQL may change tables
         return self.con.execute(sql, list(params)).fetchall()
 

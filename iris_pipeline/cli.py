@@ -38,11 +38,26 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from iris_pipeline.warehouse import open_warehouse
+    import shutil
+    import tempfile
 
-    with open_warehouse(Settings.from_env()) as warehouse:  # waits while a run holds the warehouse
-        for row in warehouse.query(args.sql):
-            print("\t".join("" if v is None else str(v) for v in row))
+    from iris_pipeline.warehouse import QueryRefused, WarehouseError, read_query
+    from iris_pipeline.warehouse.duckdb_warehouse import LOCK_TIMEOUT_S
+
+    # Rows go to a temporary file first: the warehouse is released before printing, so a reader
+    # that stops reading (`query ... | less`) never holds up ingestion.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as rows:
+        try:
+            wait = LOCK_TIMEOUT_S if args.wait is None else args.wait
+            read_query(Settings.from_env(), args.sql, rows, timeout_s=wait)
+        except QueryRefused as exc:
+            print(f"iris-pipeline query: refused: {exc}", file=sys.stderr)
+            return 2
+        except WarehouseError as exc:
+            print(f"iris-pipeline query: {exc}", file=sys.stderr)
+            return 1
+        rows.seek(0)
+        shutil.copyfileobj(rows, sys.stdout)
     return 0
 
 
@@ -73,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(func=_ingest)
 
-    query = sub.add_parser("query", help="run SQL against the warehouse (waits for a running load)")
+    query = sub.add_parser("query", help="run one read-only SQL statement on the warehouse, print tab-separated rows")
     query.add_argument("sql", help='e.g. "SELECT count(*) FROM bmrs_freq_iris"')
+    query.add_argument(
+        "--wait", type=float, default=None, metavar="SECONDS",
+        help="how long to wait while a load holds the warehouse (default: 600)",
+    )
     query.set_defaults(func=_query)
 
     simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")

@@ -1,6 +1,7 @@
 """DuckDB warehouse: typed tables, exactly-once appends with the ledger, locking. Real DuckDB files."""
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import textwrap
@@ -482,3 +483,148 @@ def test_loaded_files_many_asks_once_for_every_dataset(wh):
     assert found.keys() == {DS, "OTHER", "NONE", "EMPTY"}
     assert set(found[DS]) == {"a.json"} and set(found["OTHER"]) == {"a.json"}
     assert found["NONE"] == {} and found["EMPTY"] == {}
+
+# --- another process with the DuckDB file open (a notebook, `iris-pipeline query`) ------------------
+
+READER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)  # what an analyst's notebook does
+    print("ready", flush=True)
+    if sys.argv[2] == "stdin":
+        sys.stdin.readline()
+    else:
+        time.sleep(float(sys.argv[2]))
+    con.close()
+    """
+)
+
+
+def start_reader(db_path, hold):
+    DuckDBWarehouse(db_path).close()  # the file exists, as it does once the pipeline has run
+    proc = subprocess.Popen(
+        [sys.executable, "-c", READER, str(db_path), hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_writer_waits_while_another_process_reads_the_file(db_path):
+    reader = start_reader(db_path, "1.0")
+    try:
+        started = time.monotonic()
+        with DuckDBWarehouse(db_path, lock_timeout_s=30) as w:
+            waited = time.monotonic() - started
+            load(w, {"a.json": [boalf("A", 1)]})
+        assert 0.7 <= waited < 10  # the reader kept the file for 1 s after saying "ready"
+    finally:
+        assert reader.wait(timeout=10) == 0
+
+
+def test_writer_gives_up_in_time_naming_the_process_that_holds_the_file(db_path, caplog):
+    reader = start_reader(db_path, "stdin")
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match=rf"held by .*python.* \(PID {reader.pid}\) for more than 1s"):
+            DuckDBWarehouse(db_path, lock_timeout_s=1)
+        assert 1 <= time.monotonic() - started < 5
+        assert f"(PID {reader.pid})" in caplog.text  # said so while waiting, not only at the end
+    finally:
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.wait(timeout=10) == 0
+    with DuckDBWarehouse(db_path, lock_timeout_s=1) as w:  # our own lock was released on the way out
+        assert ledger(w) == []
+
+
+# --- read-only queries for people -------------------------------------------------------------------
+
+def test_read_query_waits_for_a_writer_then_reads(db_path):
+    import io
+
+    from iris_pipeline.warehouse.duckdb_read import read_query
+
+    holder = start_holder(db_path, "1.0")
+    try:
+        out = io.StringIO()
+        started = time.monotonic()
+        assert read_query(db_path, "SELECT table_name FROM duckdb_tables() ORDER BY 1", out, timeout_s=30) == 2
+        assert 0.7 <= time.monotonic() - started < 10
+        assert out.getvalue() == f"held\n{LEDGER_TABLE}\n"
+    finally:
+        assert holder.wait(timeout=10) == 0
+
+
+def test_read_query_gives_up_in_time_naming_the_writer(db_path):
+    import io
+
+    from iris_pipeline.warehouse.duckdb_read import read_query
+
+    holder = start_holder(db_path, "stdin")
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match=rf"\(PID {holder.pid}\) for more than 1s"):
+            read_query(db_path, "SELECT 1", io.StringIO(), timeout_s=1)
+        assert 1 <= time.monotonic() - started < 5
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1", "FROM iris_ingest_log", "WITH a AS (SELECT 1) SELECT * FROM a", "SHOW TABLES",
+    "SUMMARIZE iris_ingest_log", "DESCRIBE iris_ingest_log", "VALUES (1)", "SELECT 1;",
+])
+def test_read_statements_are_accepted(sql):
+    from iris_pipeline.warehouse.duckdb_read import read_statement
+
+    assert read_statement(sql).type.name == "SELECT"
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM t", "TRUNCATE t", "CHECKPOINT", "EXPORT DATABASE 'x'", "INSTALL httpfs", "LOAD httpfs",
+    "CALL pragma_version()", "PRAGMA threads=1", "BEGIN", "VACUUM", "DETACH x", "USE memory",
+    "PIVOT t ON x", "SELECT 1; SELECT 2", "", "SELEC 1",
+])
+def test_other_statements_are_refused(sql):
+    from iris_pipeline.warehouse import QueryRefused
+    from iris_pipeline.warehouse.duckdb_read import read_statement
+
+    with pytest.raises(QueryRefused):
+        read_statement(sql)
+
+
+# --- a failed COMMIT ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MiB file system (tmpfs), so DuckDB meets a genuine ENOSPC when it writes its WAL at
+    COMMIT. Mounting needs root (as in CI's container); elsewhere the test is skipped."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
+    ).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): no honest way to fill a disk")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_commit_on_a_full_disk_reports_the_full_disk(small_disk):
+    with DuckDBWarehouse(small_disk / "warehouse.duckdb") as w:
+        files = {f"f{i}.json": [boalf(f"UNIT{i}_{j}", j) for j in range(100)] for i in range(50)}
+        converted, loaded = batch(files)
+        w.ensure_table(TABLE, converted.column_types)
+        free = os.statvfs(small_disk)
+        filler = small_disk / "filler"
+        filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 64 * 1024))  # 64 KiB left: less than the WAL needs
+        with pytest.raises(Exception, match="No space left on device") as failed:
+            w.append(DS, TABLE, converted.table, loaded)
+        assert "Failed to commit" in str(failed.value)  # it was the COMMIT that failed
+        assert ledger(w) == [] and table_rows(w) == []
+        filler.unlink()  # space again: the same files load, once
+        assert len(w.append(DS, TABLE, converted.table, loaded)) == 50
+        assert len(ledger(w)) == 50 and len(table_rows(w)) == 5000

@@ -1,8 +1,10 @@
 """One warehouse interface, two backends (DuckDB embedded, BigQuery production)."""
 
-from iris_pipeline.warehouse.base import LEDGER_TABLE, Warehouse, WarehouseError
+from typing import TextIO
 
-__all__ = ["LEDGER_TABLE", "Warehouse", "WarehouseError", "open_warehouse"]
+from iris_pipeline.warehouse.base import LEDGER_TABLE, QueryRefused, Warehouse, WarehouseError
+
+__all__ = ["LEDGER_TABLE", "QueryRefused", "Warehouse", "WarehouseError", "open_warehouse", "read_query"]
 
 
 def open_warehouse(settings) -> Warehouse:
@@ -11,4 +13,14 @@ def open_warehouse(settings) -> Warehouse:
         from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
         return DuckDBWarehouse(settings.duckdb_path)
+    raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb')")
+
+
+def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:
+    """Run one read-only statement of a user's and write its rows, tab-separated, to `out`; the
+    warehouse is released when this returns. Returns the number of rows."""
+    if settings.warehouse == "duckdb":
+        from iris_pipeline.warehouse.duckdb_read import read_query as duckdb_read_query
+
+        return duckdb_read_query(settings.duckdb_path, sql, out, timeout_s=timeout_s)
     raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb')")

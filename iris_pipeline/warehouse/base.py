@@ -18,6 +18,10 @@ class WarehouseError(RuntimeError):
     pass
 
 
+class QueryRefused(WarehouseError):
+    """SQL a reader may not run: anything but one read statement, or file or network access."""
+
+
 def identifier(name: str) -> str:
     """A validated, quoted SQL identifier. Input never becomes SQL any other way."""
     if not IDENTIFIER_RE.fullmatch(name):  # fullmatch: "$" alone would accept a trailing newline
@@ -106,7 +110,7 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """Run read-only SQL (for checks and tests)."""
+        """Run SQL on this (writing) connection, for checks and tests; a user's SQL goes to read_query."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -17,17 +17,21 @@ def _ingest(args: argparse.Namespace) -> int:
     from iris_pipeline.workers import without_pandas
 
     without_pandas()
-    from iris_pipeline.spool import Spool
-    from iris_pipeline.warehouse import open_warehouse
+    from iris_pipeline.spool import Spool, SpoolLocked
+    from iris_pipeline.warehouse import WarehouseError, open_warehouse
 
     settings = Settings.from_env()
     spool = Spool(settings.spool_dir)
-    with open_warehouse(settings) as warehouse:
-        parallel = {} if args.workers is None else {"workers": args.workers, "parallel_min_files": 0}
-        report = load_spool(
-            spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files,
-            max_message_bytes=settings.max_message_bytes, **parallel,
-        )
+    try:
+        with open_warehouse(settings) as warehouse:
+            parallel = {} if args.workers is None else {"workers": args.workers, "parallel_min_files": 0}
+            report = load_spool(
+                spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files,
+                max_message_bytes=settings.max_message_bytes, **parallel,
+            )
+    except (SpoolLocked, WarehouseError) as exc:  # held too long by another process: say who, in a line
+        print(f"iris-pipeline ingest: {exc}", file=sys.stderr)
+        return 1
     print(report.summary())
     if args.prune_archive:
         pruned = spool.prune_archive(settings.archive_retention_days)

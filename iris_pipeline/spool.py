@@ -27,6 +27,7 @@ from typing import Iterator, NamedTuple
 _SAFE_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]{0,199}$")
 _UNSAFE_CHARS_RE = re.compile(r"[^A-Za-z0-9._+=@-]+")
 ERROR_SUFFIX = ".error"
+LOCK_TIMEOUT_S = 600.0  # how long a loader waits for the one before it
 INVALID_FOLDER = "_invalid"  # quarantine/ folder for input whose dataset code cannot name a folder
 
 
@@ -584,17 +585,32 @@ class Spool:
         return PruneResult(removed, skipped)
 
     @contextmanager
-    def exclusive(self, name: str, *, blocking: bool = True) -> Iterator[None]:
-        """A process-wide lock file in the spool root (one loader / one client at a time)."""
+    def exclusive(self, name: str, *, blocking: bool = True, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """A process-wide lock file in the spool root (one loader at a time). Waits at most `timeout_s`
+        (nothing waits forever: a holder that hangs is reported, with its PID, not waited on)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.root / name
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    raise SpoolLocked(f"{self.root / name} is held by another process") from exc
-                raise
+            deadline = time.monotonic() + (timeout_s if blocking else 0.0)
+            delay = 0.05
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        holder = _read_holder(path)
+                        raise SpoolLocked(
+                            f"{path} is held by another process{f' (PID {holder})' if holder else ''}"
+                            + (f" for more than {timeout_s:.0f}s" if blocking else "")
+                        ) from exc
+                    time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 1.0)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the message above
             yield
         finally:
             os.close(fd)
@@ -635,6 +651,14 @@ def _prune_day(ds_fd: int, day: str, rel: str) -> tuple[int, list[SpoolProblem]]
             skipped.append(SpoolProblem(rel, f"folder kept: {exc.strerror or exc}"))
     return removed, skipped
 
+
+
+def _read_holder(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return text if text.isdigit() else None
 
 
 class SpoolLocked(RuntimeError):

@@ -51,13 +51,13 @@ def _ledger_with_one_file(warehouse_path):
     from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     with DuckDBWarehouse(warehouse_path) as wh:
-        wh.query("INSERT INTO iris_ingest_log VALUES ('FREQ', 'f.json', 8, now())")
+        wh.query("INSERT INTO iris_ingest_log VALUES ('FREQ', 'f.json', 8, now(), NULL)")
         return wh.query("SELECT * FROM iris_ingest_log")
 
 
 REFUSED = {
     "delete": "DELETE FROM iris_ingest_log",
-    "insert": "INSERT INTO iris_ingest_log VALUES ('FREQ', 'g.json', 1, now())",
+    "insert": "INSERT INTO iris_ingest_log VALUES ('FREQ', 'g.json', 1, now(), NULL)",
     "update": "UPDATE iris_ingest_log SET rows = 0",
     "create": "CREATE TABLE evil AS SELECT 1",
     "drop": "DROP TABLE iris_ingest_log",

@@ -723,3 +723,39 @@ def test_spool_quarantine_verdict(spool):
     assert "incoming/loose.json" in verdict.description
     assert verdict.metadata["by_folder"] == {"NEWCODE": 1, "_invalid": 1}
     assert verdict.metadata["first_problems"] == ["incoming/loose.json: a regular file where a dataset directory belongs"]
+
+
+def test_the_ingest_lock_is_waited_for_within_a_bound_naming_its_holder(spool):
+    """Nothing waits forever: a loader that hangs holding ingest.lock is reported, not waited on."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from iris_pipeline.spool import SpoolLocked
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys
+            from iris_pipeline.spool import Spool
+            with Spool(sys.argv[1]).exclusive("ingest.lock"):
+                print("held", flush=True)
+                sys.stdin.readline()
+        """), str(spool.root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        with pytest.raises(SpoolLocked, match=f"PID {holder.pid}.*more than 1s"):
+            with spool.exclusive("ingest.lock", timeout_s=1.0):
+                pass
+        assert 1.0 <= time.monotonic() - started < 10
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0
+        with spool.exclusive("ingest.lock", timeout_s=5.0):  # free again: taken at once
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -2,10 +2,11 @@
 
 The CLI (`iris-pipeline ingest`), the Dagster assets and the benchmark all call `load_spool`.
 Per dataset: skip files the ledger already holds; per chunk of the rest: read, decode (quarantining
-what cannot be decoded), convert to one Arrow table, evolve the table, then insert rows and ledger
-entries in one transaction; only after the commit are the files moved to the archive. A crash at any
-point leaves each file either in incoming/ (loaded or not: the ledger decides) or archived after
-its rows committed, so a rerun neither loses nor doubles anything.
+what cannot be decoded), convert to one Arrow table (chunk.py), evolve the table, then insert rows
+and ledger entries in one transaction (a backlog's chunks a group at a time); only after the commit
+are the files moved to the archive. A crash at any point leaves each file either in incoming/ (loaded
+or not: the ledger decides) or archived after its rows committed, so a rerun neither loses nor
+doubles anything.
 
 Reading and converting is pure-Python work bound by the GIL, so a large backlog is prepared by
 worker processes while this process commits, in order. Small drains (the sensor's usual few files)

@@ -160,3 +160,24 @@ def test_a_failed_runs_datasets_wait_but_the_others_go_at_once(pipeline_env, spo
         spool.write_incoming("FUELINST", "fi2.json", body([{"fuelType": "CCGT", "generation": 9000}]))
         result = _tick(defs, instance)
     assert [r.asset_selection for r in result.run_requests] == [[FUELINST]]
+
+
+def test_the_daemon_evaluates_the_sensor_after_the_clock_steps_back():
+    """Dagster's sensor daemon skips a sensor while now - last tick < its minimum interval; after the
+    clock steps back an hour that holds for the whole hour. The spool sensor has no minimum interval,
+    so the daemon's own decision (its real function and tick data; the two objects it reads one
+    attribute of are stood in for, since real ones need a running code server) never skips it."""
+    import time
+    import types
+
+    from dagster._core.scheduler.instigation import SensorInstigatorData
+    from dagster._daemon.sensor import is_under_min_interval
+
+    sensor = _sensor(_defs())
+    an_hour_ahead = time.time() + 3600  # the last tick, as stored before the clock stepped back
+    state = types.SimpleNamespace(instigator_data=SensorInstigatorData(
+        last_tick_timestamp=an_hour_ahead, last_tick_start_timestamp=an_hour_ahead))
+    as_the_daemon_sees_it = types.SimpleNamespace(min_interval_seconds=sensor.minimum_interval_seconds)
+    assert not is_under_min_interval(state, as_the_daemon_sees_it)
+    with_a_minimum = types.SimpleNamespace(min_interval_seconds=TICK_S)  # what it had before
+    assert is_under_min_interval(state, with_a_minimum)

@@ -3,7 +3,11 @@
 It decides from the spool's contents and the instance's run records only, never from file mtimes or
 the wall clock, so neither a clock stepped back nor a file with a future mtime holds ingestion back.
 Datasets that a failed run left behind wait for a back-off that grows with each consecutive failure;
-it is counted in sensor ticks (at least TICK_S apart), not measured against stored times.
+it is counted in sensor ticks (about TICK_S apart), not measured against stored times.
+
+The sensor has no minimum interval of its own: Dagster's sensor daemon compares a positive minimum
+with the wall-clock time of the last tick, so after the clock steps back an hour it would skip the
+sensor for that hour. With none, the daemon evaluates it on every pass of its loop (every 5 s).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ IN_FLIGHT = [
 ]
 # A cancelled run says nothing about its files: only failures back off.
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
-TICK_S = 5
+TICK_S = 5  # the sensor daemon's loop (dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME)
 BACKOFF_S = (10, 20, 40, 60)  # after 1, 2, 3, 4+ consecutive failures
 HISTORY = 20  # finished runs read per tick to count consecutive failures
 
@@ -116,7 +120,7 @@ def build_spool_sensor(job: dg.UnresolvedAssetJobDefinition, spool_root: str, re
     @dg.sensor(
         name="iris_spool_sensor",
         job=job,
-        minimum_interval_seconds=TICK_S,
+        minimum_interval_seconds=0,  # see the module docstring: a positive one depends on the clock
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests one iris_ingest run covering every dataset with files in spool/incoming,"
         " never while another iris_ingest run is in flight; datasets a failed run left behind are retried"

@@ -4,6 +4,7 @@ import dagster as dg
 
 from iris_pipeline.defs.iris_tables import UNREGISTERED_KEY
 from iris_pipeline.registry import load_registry
+from iris_pipeline_tests.dagster_process import REPO
 
 
 def test_definitions_load_and_validate(pipeline_env):
@@ -92,3 +93,17 @@ def test_one_check_counts_everything_in_quarantine(pipeline_env, spool, tmp_path
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["quarantined_entries"].value == 7
     assert "_invalid 1" in check.description and "bad code 1" in check.description
+
+
+def test_runs_are_bounded_in_time():
+    """Run monitoring (dagster.yaml) fails a run past its `dagster/max_runtime`: a hung ingest run must
+    not hold the warehouse and stall the sensor forever."""
+    import yaml
+
+    from iris_pipeline.definitions import build_definitions
+
+    defs = build_definitions()
+    assert int(defs.resolve_job_def("iris_ingest").tags["dagster/max_runtime"]) <= 3600
+    assert int(defs.resolve_job_def("iris_health").tags["dagster/max_runtime"]) <= 300
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert instance["run_monitoring"]["enabled"] is True

@@ -15,10 +15,11 @@ from iris_pipeline_tests.conftest import VENV_BIN, body, freq_records
 
 def die_once(marker: str, value: int) -> int:
     """Kill the worker running it the first time (as the OOM killer would), succeed after."""
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        os.kill(os.getpid(), signal.SIGKILL)
-    return value * 2
+    try:  # O_EXCL: of two workers running it at once, exactly one dies
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return value * 2
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def always_die() -> None:

@@ -155,7 +155,15 @@ class WorkerPool:
             if worker is None:
                 if len(self._workers) >= self._size:
                     return
-                worker = _Worker(self._ctx, self._initializer)
+                try:
+                    worker = _Worker(self._ctx, self._initializer)
+                except OSError as exc:  # no process to be had (memory, process limit)
+                    if self._workers:
+                        return  # the workers there are carry on
+                    log.warning("cannot start a loader worker (%s); running a task in this process", exc)
+                    job = self._queue.popleft()
+                    job.future = InProcess().submit(job.fn, *job.args)
+                    continue
                 self._workers.append(worker)
             job = self._queue.popleft()
             job.attempts += 1

@@ -127,3 +127,19 @@ def test_ingest_survives_its_workers_being_killed_and_exits(spool, pipeline_env,
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_without_any_worker_process_tasks_run_here(monkeypatch):
+    """When no process can be started (out of memory, a process limit), tasks still run. Such limits
+    cannot be imposed on root safely here, so starting a worker is made to fail as the OS would."""
+    from iris_pipeline import workers
+
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(workers._Worker, "__init__", no_process)
+    with WorkerPool(2) as pool:
+        assert [pool.submit(pow, 2, i).result() for i in range(4)] == [1, 2, 4, 8]
+        with pytest.raises(ValueError, match="bad chunk"):
+            pool.submit(fail, "bad chunk").result()
+        assert pool.pids == []

@@ -217,8 +217,7 @@ _FRACTION_BEYOND_US = r"(\.\d{6})\d+"
 _NO_ZONE = r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)$"
 
 
-def _empty_as_null(values: list[Any]) -> pa.Array:
-    strings = pa.array(values, pa.string())
+def _empty_as_null(strings: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(strings, ""), pa.scalar(None, pa.string()), strings)
 
 
@@ -228,7 +227,7 @@ def _timestamps(values: list[Any]) -> pa.Array:
         return strings.cast(ARROW_TYPES["TIMESTAMP"])
     except pa.ArrowInvalid:
         pass
-    strings = _empty_as_null(values)  # "" is how some senders say "no time"
+    strings = _empty_as_null(strings)  # "" is how some senders say "no time"
     strings = pc.replace_substring_regex(strings, _FRACTION_BEYOND_US, r"\1")
     strings = pc.replace_substring_regex(strings, _NO_ZONE, r"\1Z")  # Elexon instants are UTC
     return strings.cast(ARROW_TYPES["TIMESTAMP"])
@@ -240,7 +239,7 @@ def _dates(values: list[Any]) -> pa.Array:
         return strings.cast(pa.date32())
     except pa.ArrowInvalid:
         pass
-    strings = pc.replace_substring_regex(_empty_as_null(values), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
+    strings = pc.replace_substring_regex(_empty_as_null(strings), r"^(\d{4}-\d\d-\d\d)T00:00(:00(\.0+)?)?(Z|[+-]00:?00)?$", r"\1")
     return strings.cast(pa.date32())
 
 

@@ -374,13 +374,17 @@ HOLDER = textwrap.dedent(
 )
 
 
-def start_holder(db_path, hold):
+def start_script(script, db_path, hold):
+    """A process running `script` on the warehouse file, once it says it holds what it holds."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db_path), hold],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", script, str(db_path), hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline().strip() == "ready"
     return proc
+
+
+def start_holder(db_path, hold):
+    return start_script(HOLDER, db_path, hold)
 
 
 def test_second_process_waits_for_the_lock_then_opens(db_path):
@@ -502,11 +506,7 @@ READER = textwrap.dedent(
 
 def start_reader(db_path, hold):
     DuckDBWarehouse(db_path).close()  # the file exists, as it does once the pipeline has run
-    proc = subprocess.Popen(
-        [sys.executable, "-c", READER, str(db_path), hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
+    return start_script(READER, db_path, hold)
 
 
 def test_writer_waits_while_another_process_reads_the_file(db_path):

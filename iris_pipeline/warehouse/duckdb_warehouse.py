@@ -146,19 +146,7 @@ class DuckDBWarehouse(Warehouse):
         return changes
 
     def loaded_files(self, dataset: str, names: Sequence[str]) -> dict[str, str | None]:
-        if not names:
-            return {}
-        wanted = pa.table({"_source_file": pa.array(list(names), pa.string())})
-        self.con.register("_wanted_files", wanted)
-        try:
-            rows = self.con.execute(
-                f"SELECT l._source_file, l.sha256 FROM {LEDGER_TABLE} l JOIN _wanted_files w USING (_source_file)"
-                " WHERE l.dataset = ?",
-                [dataset],
-            ).fetchall()
-        finally:
-            self.con.unregister("_wanted_files")
-        return dict(rows)
+        return self.loaded_files_many({dataset: names})[dataset]
 
     def loaded_files_many(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str | None]]:
         pairs = [(dataset, name) for dataset, names in wanted.items() for name in names]

@@ -23,6 +23,7 @@ dev: install
 
 test: install
 	@scripts/system-deps.sh
+	@scripts/bqemulator/env.sh
 	$(PY) -m pytest
 
 bench: install
@@ -35,4 +36,4 @@ lock: install
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) .bqemulator-venv data

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from iris_pipeline.registry import Registry
-from iris_pipeline.warehouse.base import LEDGER_TABLE, TableFreshness, Warehouse
+from iris_pipeline.warehouse.base import TableFreshness, Warehouse
 
 STATUS_FILE = "ingest_status.json"
 
@@ -97,7 +97,7 @@ def refresh_status(
     }
     unregistered = {code for code in codes if code not in registry}
     if first:
-        ledger_codes = {row[0] for row in warehouse.query(f"SELECT DISTINCT dataset FROM {LEDGER_TABLE}")}
+        ledger_codes = warehouse.ledger_datasets()
         unregistered |= ledger_codes - set(registry.codes())
     return update_status(spool_root, tables, unregistered)
 

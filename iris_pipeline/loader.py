@@ -27,16 +27,13 @@ from iris_pipeline.chunk import DEFAULT_MAX_MESSAGE_BYTES, ChunkTask, PreparedCh
 from iris_pipeline.load_report import DatasetReport, LoadReport
 from iris_pipeline.registry import Dataset, Registry, load_registry
 from iris_pipeline.spool import InvalidName, Spool, SpoolFile, content_hash
-from iris_pipeline.warehouse.base import Batch, LoadedFile, Warehouse, evolved_type
+from iris_pipeline.warehouse.base import Batch, LoadedFile, TableLayout, Warehouse, evolved_type
 from iris_pipeline.workers import InProcess, WorkerDied, WorkerPool, without_pandas
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_FILES = 2000
 PARALLEL_MIN_FILES = 5000
-# A backlog's prepared chunks are committed a group at a time (each commit costs ~10 ms of fsync).
-GROUP_ROWS = 100_000
-GROUP_CHUNKS = 16
 
 
 def load_spool(
@@ -83,7 +80,11 @@ def load_spool(
                 staged = _stage(warehouse, state, task, prepared)
                 if staged:
                     group.append(staged)
-                if len(group) >= GROUP_CHUNKS or sum(s.converted.table.num_rows for s in group) >= GROUP_ROWS:
+                # a backlog is committed a group at a time, as big as the backend likes its writes
+                if (
+                    len(group) >= warehouse.commit_group_chunks
+                    or sum(s.converted.table.num_rows for s in group) >= warehouse.commit_group_rows
+                ):
                     commit(group)
             commit(group)
             for ds_report, future in archiving:
@@ -101,7 +102,12 @@ def create_registered_tables(warehouse: Warehouse, registry: Registry) -> list[s
     87 exist (and can be queried and joined) before their first message arrives."""
     existing = warehouse.tables()
     missing = {ds.table_name: {c.name: c.type for c in ds.columns} for ds in registry if ds.table_name not in existing}
-    return warehouse.ensure_tables(missing) if missing else []
+    layouts = {ds.table_name: table_layout(ds) for ds in registry if ds.table_name in missing}
+    return warehouse.ensure_tables(missing, layouts) if missing else []
+
+
+def table_layout(dataset: Dataset) -> TableLayout:
+    return TableLayout(dataset.partition_column, dataset.cluster_columns)
 
 
 @dataclass
@@ -276,7 +282,9 @@ def _stage(warehouse: Warehouse, state: _DatasetState, task: ChunkTask, prepared
             log.warning("%s: %s", state.dataset.code, note)
             if note not in report.schema_changes:
                 report.schema_changes.append(note)
-        report.schema_changes += warehouse.ensure_table(state.dataset.table_name, converted.column_types)
+        report.schema_changes += warehouse.ensure_table(
+            state.dataset.table_name, converted.column_types, table_layout(state.dataset)
+        )
         for column, col_type in converted.column_types.items():
             state.columns[column] = evolved_type(state.columns.get(column), col_type)
     except Exception as exc:  # one dataset's failure must not block the others

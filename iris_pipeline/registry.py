@@ -78,6 +78,29 @@ class Dataset:
         return "bmrs_" + self.code.lower() + "_iris"
 
     @property
+    def partition_column(self) -> str | None:
+        """The day a row belongs to, for warehouses that partition by day: the settlement date, else the
+        reference time (a TIMESTAMP, partitioned by its UTC day)."""
+        if (c := self.column("settlementDate")) and c.type == "DATE":
+            return c.name
+        for name in (self.reference_time_field, *self.time_fields):
+            if name and (c := self.column(name)) and c.type in ("DATE", "TIMESTAMP"):
+                return c.name
+        return None
+
+    @property
+    def cluster_columns(self) -> tuple[str, ...]:
+        """The leading natural-key columns a warehouse can cluster by (at most 4; not FLOAT64 or JSON)."""
+        clusterable = ("STRING", "INT64", "DATE", "TIMESTAMP", "BOOL")
+        columns = []
+        for name in self.natural_key:
+            c = self.column(name)
+            if c is None or c.type not in clusterable:
+                break  # clustering helps on a leading prefix of the key only
+            columns.append(name)
+        return tuple(columns[:4])
+
+    @property
     def historic_table_name(self) -> str:
         return "bmrs_" + self.code.lower()
 

@@ -38,7 +38,7 @@ def test_ingest_exits_non_zero_when_a_dataset_fails(pipeline_env, spool, warehou
     from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     with DuckDBWarehouse(warehouse_path) as wh:
-        wh.query("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")
+        wh.con.execute("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")  # sabotage: not through the interface
     spool.write_incoming("FREQ", "f.json", body(freq_records()))
     result = _cli(pipeline_env, "ingest")
     assert result.returncode == 1
@@ -50,8 +50,14 @@ def test_ingest_exits_non_zero_when_a_dataset_fails(pipeline_env, spool, warehou
 def _ledger_with_one_file(warehouse_path):
     from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+    import pyarrow as pa
+
+    from iris_pipeline.warehouse.base import LoadedFile
+
     with DuckDBWarehouse(warehouse_path) as wh:
-        wh.query("INSERT INTO iris_ingest_log VALUES ('FREQ', 'f.json', 8, now(), NULL)")
+        wh.ensure_table("bmrs_freq_iris", {"frequency": "FLOAT64"})
+        no_rows = pa.table({"_source_file": pa.array([], pa.string())})
+        wh.append("FREQ", "bmrs_freq_iris", no_rows, [LoadedFile("f.json", 8)])
         return wh.query("SELECT * FROM iris_ingest_log")
 
 
@@ -81,7 +87,7 @@ def test_query_refuses_anything_but_one_read_statement(pipeline_env, warehouse_p
 
     with DuckDBWarehouse(warehouse_path) as wh:
         assert wh.query("SELECT * FROM iris_ingest_log") == before
-        assert wh.tables() == {"iris_ingest_log"}
+        assert wh.tables() == {"iris_ingest_log", "bmrs_freq_iris"}
 
 
 def test_query_reads_alongside_a_notebook(pipeline_env, warehouse_path):

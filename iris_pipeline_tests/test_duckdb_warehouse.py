@@ -12,7 +12,8 @@ import pytest
 
 from iris_pipeline import codec
 from iris_pipeline.warehouse import LEDGER_TABLE, WarehouseError
-from iris_pipeline.warehouse.base import LoadedFile, identifier
+from iris_pipeline.warehouse.base import LoadedFile
+from iris_pipeline.warehouse.duckdb_warehouse import quote_identifier
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 UTC = dt.timezone.utc
@@ -326,13 +327,13 @@ BAD_NAMES = ["x; drop table", 'x"; DROP TABLE iris_ingest_log; --', "", "1abc", 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_identifier_rejects_unsafe_names(name):
     with pytest.raises(WarehouseError, match="invalid identifier"):
-        identifier(name)
+        quote_identifier(name)
 
 
 def test_identifier_quotes_safe_names():
-    assert identifier("bmrs_boalf_iris") == '"bmrs_boalf_iris"'
-    assert identifier("_source_file") == '"_source_file"'
-    assert identifier("select") == '"select"'
+    assert quote_identifier("bmrs_boalf_iris") == '"bmrs_boalf_iris"'
+    assert quote_identifier("_source_file") == '"_source_file"'
+    assert quote_identifier("select") == '"select"'
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)

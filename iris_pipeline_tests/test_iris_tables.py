@@ -73,7 +73,7 @@ def test_stale_backlog_fails_the_freshness_check(pipeline_env, spool, warehouse_
 
 def test_a_failing_dataset_fails_the_run_but_others_materialize(pipeline_env, spool, warehouse_path):
     with DuckDBWarehouse(warehouse_path) as wh:
-        wh.query("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")
+        wh.con.execute("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")  # sabotage: not through the interface
     spool.write_incoming("FREQ", "f.json", body(freq_records()))
     spool.write_incoming("FUELINST", "fi.json", body([{"fuelType": "WIND", "generation": 1000}]))
     result = _run(FREQ_ONLY + [dg.AssetKey("bmrs_fuelinst_iris")])

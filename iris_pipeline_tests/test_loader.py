@@ -108,7 +108,7 @@ def test_five_megabyte_message_loads(spool, warehouse):
 
 def test_a_failing_dataset_does_not_block_the_others(spool, warehouse):
     # A view where the FREQ table should be: every insert into it fails, for real.
-    warehouse.query("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")
+    warehouse.con.execute("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")  # sabotage: not through the interface
     spool.write_incoming("FREQ", "FREQ_1.json", body(freq_records()))
     spool.write_incoming("BOALF", "B_1.json", body([BOALF]))
     report = load_spool(spool, warehouse)

@@ -145,7 +145,7 @@ def test_a_failed_runs_datasets_wait_but_the_others_go_at_once(pipeline_env, spo
     from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     with DuckDBWarehouse(warehouse_path) as wh:  # FREQ cannot load; FUELINST can
-        wh.query("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")
+        wh.con.execute("CREATE VIEW bmrs_freq_iris AS SELECT 1 AS frequency")  # sabotage: not through the interface
     spool.write_incoming("FREQ", "f.json", body(freq_records()))
     spool.write_incoming("FUELINST", "fi.json", body([{"fuelType": "WIND", "generation": 1000}]))
     defs = _defs()

@@ -22,11 +22,12 @@ class QueryRefused(WarehouseError):
     """SQL a reader may not run: anything but one read statement, or file or network access."""
 
 
-def identifier(name: str) -> str:
-    """A validated, quoted SQL identifier. Input never becomes SQL any other way."""
+def valid_identifier(name: str) -> str:
+    """`name`, checked to be a safe table or column name; each backend quotes it its own way
+    (DuckDB `"name"`, GoogleSQL `` `name` ``). Input never becomes SQL any other way."""
     if not IDENTIFIER_RE.fullmatch(name):  # fullmatch: "$" alone would accept a trailing newline
         raise WarehouseError(f"invalid identifier {name[:60]!r}")
-    return f'"{name}"'
+    return name
 
 
 def evolved_type(existing: str | None, incoming: str) -> str:
@@ -60,6 +61,14 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class TableLayout:
+    """How a backend that partitions and clusters (BigQuery) lays a table out; DuckDB ignores it."""
+
+    partition_column: str | None = None  # a DATE or TIMESTAMP column, partitioned by day
+    cluster_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TableFreshness:
     last_ingested_at: dt.datetime | None
     latest_reference_time: dt.datetime | None
@@ -68,6 +77,11 @@ class TableFreshness:
 
 class Warehouse(abc.ABC):
     """Typed tables of records plus the ledger of loaded files, written in one transaction."""
+
+    # How much of a backlog the loader commits at once: DuckDB commits cheaply and often; BigQuery
+    # allows about one write per table per minute, so it takes far bigger groups.
+    commit_group_rows: int = 100_000
+    commit_group_chunks: int = 16
 
     @abc.abstractmethod
     def tables(self) -> set[str]:
@@ -78,12 +92,18 @@ class Warehouse(abc.ABC):
         """Column name → registry type (TIMESTAMP, DATE, INT64, FLOAT64, BOOL, STRING, JSON); None if absent."""
 
     @abc.abstractmethod
-    def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
-        """Create the table, or add missing columns and widen types. Returns the changes made."""
+    def ensure_table(self, table: str, columns: Mapping[str, str], layout: TableLayout | None = None) -> list[str]:
+        """Create the table (laid out as `layout` says, where the backend can), or add missing columns
+        and widen types. Returns the changes made."""
 
-    def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+    def ensure_tables(
+        self, tables: Mapping[str, Mapping[str, str]], layouts: Mapping[str, TableLayout] | None = None
+    ) -> list[str]:
         """ensure_table for several tables (a backend may do them in one go)."""
-        return [change for table, columns in tables.items() for change in self.ensure_table(table, columns)]
+        layouts = layouts or {}
+        return [
+            change for table, columns in tables.items() for change in self.ensure_table(table, columns, layouts.get(table))
+        ]
 
     @abc.abstractmethod
     def loaded_files(self, dataset: str, names: Sequence[str]) -> dict[str, str | None]:
@@ -105,12 +125,25 @@ class Warehouse(abc.ABC):
         return [self.append(b.dataset, b.table, b.rows, b.files) for b in batches]
 
     @abc.abstractmethod
+    def ledger_datasets(self) -> set[str]:
+        """Dataset codes with at least one file in the ledger."""
+
+    def usage(self) -> dict[str, int]:
+        """What this connection has cost so far (load jobs, bytes processed, ...), for run metadata."""
+        return {}
+
+    @abc.abstractmethod
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         """When the dataset last loaded, and its newest reference time."""
 
     @abc.abstractmethod
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """Run SQL on this (writing) connection, for checks and tests; a user's SQL goes to read_query."""
+        """Run one read statement (checks, tests) and return its rows; anything else is refused
+        (QueryRefused): tables change only through the methods above."""
+
+    @abc.abstractmethod
+    def quote(self, name: str) -> str:
+        """A validated identifier, quoted for this backend's SQL."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -21,11 +21,13 @@ from iris_pipeline.warehouse.base import (
     Batch,
     LEDGER_TABLE,
     LoadedFile,
+    QueryRefused,
     TableFreshness,
+    TableLayout,
     Warehouse,
     WarehouseError,
     evolved_type,
-    identifier,
+    valid_identifier,
 )
 
 SQL_TYPES = {
@@ -110,11 +112,14 @@ class DuckDBWarehouse(Warehouse):
         columns = self._columns.get(table)
         return dict(columns) if columns is not None else None
 
-    def ensure_table(self, table: str, columns: Mapping[str, str]) -> list[str]:
+    def quote(self, name: str) -> str:
+        return quote_identifier(name)
+
+    def ensure_table(self, table: str, columns: Mapping[str, str], layout: TableLayout | None = None) -> list[str]:
         existing = self.table_columns(table)
-        name = identifier(table)
+        name = quote_identifier(table)
         if existing is None:
-            cols = ", ".join(f"{identifier(c)} {SQL_TYPES[t]}" for c, t in columns.items())
+            cols = ", ".join(f"{quote_identifier(c)} {SQL_TYPES[t]}" for c, t in columns.items())
             self.con.execute(f"CREATE TABLE {name} ({cols + ', ' if cols else ''}{_META_SQL})")
             self._columns[table] = dict(columns) | _META_TYPES
             return [f"created {table} with {len(columns)} columns"]
@@ -123,21 +128,23 @@ class DuckDBWarehouse(Warehouse):
             current = existing.get(col)
             target = evolved_type(current, col_type)
             if current is None:
-                self.con.execute(f"ALTER TABLE {name} ADD COLUMN {identifier(col)} {SQL_TYPES[target]}")
+                self.con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_identifier(col)} {SQL_TYPES[target]}")
                 self._columns[table][col] = target
                 changes.append(f"added {col} {target}")
             elif target != current:
                 # to_json keeps each stored value's meaning: the text abc becomes the JSON string "abc"
-                using = f" USING to_json({identifier(col)})" if target == "JSON" else ""
-                self.con.execute(f"ALTER TABLE {name} ALTER {identifier(col)} TYPE {SQL_TYPES[target]}{using}")
+                using = f" USING to_json({quote_identifier(col)})" if target == "JSON" else ""
+                self.con.execute(f"ALTER TABLE {name} ALTER {quote_identifier(col)} TYPE {SQL_TYPES[target]}{using}")
                 self._columns[table][col] = target
                 changes.append(f"widened {col} {current} -> {target}")
         return changes
 
-    def ensure_tables(self, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+    def ensure_tables(
+        self, tables: Mapping[str, Mapping[str, str]], layouts: Mapping[str, TableLayout] | None = None
+    ) -> list[str]:
         self.con.execute("BEGIN TRANSACTION")
         try:
-            changes = super().ensure_tables(tables)
+            changes = super().ensure_tables(tables, layouts)
             self.con.execute("COMMIT")
         except BaseException:
             _rollback(self.con)
@@ -169,8 +176,8 @@ class DuckDBWarehouse(Warehouse):
         return found
 
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
-        name = identifier(table)
-        cols = ", ".join(identifier(c) for c in rows.column_names)
+        name = quote_identifier(table)
+        cols = ", ".join(quote_identifier(c) for c in rows.column_names)
         ledger = _ledger_rows(files)
         con = self.con
         con.execute("BEGIN TRANSACTION")
@@ -210,8 +217,8 @@ class DuckDBWarehouse(Warehouse):
         con.execute("BEGIN TRANSACTION")
         try:
             for batch in batches:
-                name = identifier(batch.table)
-                cols = ", ".join(identifier(c) for c in batch.rows.column_names)
+                name = quote_identifier(batch.table)
+                cols = ", ".join(quote_identifier(c) for c in batch.rows.column_names)
                 con.register("_batch_files", _ledger_rows(batch.files))
                 con.register("_batch_rows", batch.rows)
                 con.execute(_LEDGER_INSERT, [batch.dataset])
@@ -229,6 +236,9 @@ class DuckDBWarehouse(Warehouse):
                 con.unregister("_batch_files")
         return [list(b.files) for b in batches]
 
+    def ledger_datasets(self) -> set[str]:
+        return {code for (code,) in self.con.execute(f"SELECT DISTINCT dataset FROM {LEDGER_TABLE}").fetchall()}
+
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         last, = self.con.execute(
             f"SELECT max(ingested_at) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
@@ -237,16 +247,21 @@ class DuckDBWarehouse(Warehouse):
         if columns is None:
             return TableFreshness(_utc(last), None, 0)
         ref_sql = (
-            f"max({identifier(reference_column)})"
+            f"max({quote_identifier(reference_column)})"
             if reference_column and columns.get(reference_column) == "TIMESTAMP"
             else "NULL"
         )
-        latest, count = self.con.execute(f"SELECT {ref_sql}, count(*) FROM {identifier(table)}").fetchone()
+        latest, count = self.con.execute(f"SELECT {ref_sql}, count(*) FROM {quote_identifier(table)}").fetchone()
         return TableFreshness(_utc(last), _utc(latest), count)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        self._columns_loaded = False  # the SQL may change tables
-        return self.con.execute(sql, list(params)).fetchall()
+        from iris_pipeline.warehouse.duckdb_read import read_statement  # refuses all but one read statement
+
+        try:
+            statement = read_statement(sql)
+            return self.con.execute(statement.query, list(params)).fetchall()
+        except duckdb.PermissionException as exc:
+            raise QueryRefused(str(exc).strip().splitlines()[0]) from None
 
 
 _LEDGER_INSERT = (
@@ -263,6 +278,10 @@ def _ledger_rows(files: Sequence[LoadedFile]) -> pa.Table:
             "sha256": pa.array([f.sha256 for f in files], pa.string()),
         }
     )
+
+
+def quote_identifier(name: str) -> str:
+    return f'"{valid_identifier(name)}"'
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -18,6 +18,8 @@ class Settings:
     bq_dataset: str = "uk_energy_prod"
     bq_location: str = "EU"
     bigquery_emulator_host: str | None = None
+    bq_credentials_set: bool = False  # BQ_CREDENTIALS: a base64 service-account key, instead of ADC
+    bq_min_flush_seconds: float = 60.0  # BigQuery: 1,500 writes per table per day; one a minute is 1,440
     elexon_api_base_url: str = "https://data.elexon.co.uk/bmrs/api/v1"
     iris_archive_url: str = "https://archive.data.elexon.co.uk/iris-archive"
     archive_retention_days: int = 7
@@ -39,6 +41,8 @@ class Settings:
             bq_dataset=env.get("BQ_DATASET", "uk_energy_prod"),
             bq_location=env.get("BQ_LOCATION", "EU"),
             bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+            bq_credentials_set=bool(env.get("BQ_CREDENTIALS")),
+            bq_min_flush_seconds=float(env.get("IRIS_BQ_MIN_FLUSH_SECONDS", "60")),
             elexon_api_base_url=env.get("ELEXON_API_BASE_URL", "https://data.elexon.co.uk/bmrs/api/v1"),
             iris_archive_url=env.get("IRIS_ARCHIVE_URL", "https://archive.data.elexon.co.uk/iris-archive"),
             archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),

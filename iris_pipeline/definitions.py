@@ -18,7 +18,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     registry = load_registry()
     prune_job, prune_schedule = build_archive_retention(settings.archive_retention_days)
     iris_tables = build_iris_tables(
-        registry, max_lag_s=settings.freshness_minutes * 60, max_message_bytes=settings.max_message_bytes
+        registry, max_lag_s=settings.freshness_minutes * 60, max_message_bytes=settings.max_message_bytes,
+        storage_kind=settings.warehouse,
     )
     return dg.Definitions(
         assets=[iris_feed, iris_tables],

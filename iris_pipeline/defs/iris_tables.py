@@ -8,13 +8,15 @@ from typing import Iterator
 
 import dagster as dg
 
+from iris_pipeline.defs.client import IRIS_FEED_KEY as FEED_KEY
 from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
-from iris_pipeline.defs.resources import SpoolResource, WarehouseResource
+from iris_pipeline.defs.resources import WAREHOUSE_POOL
 from iris_pipeline.freshness_status import IngestStatus, read_status, refresh_status
 from iris_pipeline.health import DEFAULT_MAX_LAG_S
 from iris_pipeline.chunk import DEFAULT_MAX_MESSAGE_BYTES
 from iris_pipeline.loader import DatasetReport, LoadReport, load_spool
 from iris_pipeline.registry import Dataset, Registry, load_registry
+from iris_pipeline.spool import Spool
 
 GROUP = "iris_realtime"
 UNREGISTERED_KEY = dg.AssetKey("bmrs_unregistered_iris")
@@ -35,13 +37,18 @@ def describe(dataset: Dataset) -> str:
     )
 
 
-def _spec(dataset: Dataset) -> dg.AssetSpec:
+OWNERS = ["team:iris-pipeline"]
+
+
+def _spec(dataset: Dataset, storage_kind: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=asset_key(dataset),
         description=describe(dataset),
         group_name=GROUP,
         skippable=True,
-        kinds={"python"},
+        kinds={"python", storage_kind},
+        owners=OWNERS,
+        deps=[FEED_KEY],  # the IRIS feed (client -> spool) is what these tables are loaded from
         metadata={
             "dataset_code": dataset.code,
             "natural_key": list(dataset.natural_key),
@@ -54,17 +61,20 @@ def _spec(dataset: Dataset) -> dg.AssetSpec:
     )
 
 
-UNREGISTERED_SPEC = dg.AssetSpec(
-    key=UNREGISTERED_KEY,
-    description=(
-        "Records of IRIS dataset codes the registry does not know yet. Each such code still lands in its own"
-        " `bmrs_<code>_iris` table (columns inferred from JSON value kinds) so nothing is skipped; the"
-        " `registered` check on this asset fails until the registry is regenerated to include them."
-    ),
-    group_name=GROUP,
-    skippable=True,
-    kinds={"python"},
-)
+def _unregistered_spec(storage_kind: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=UNREGISTERED_KEY,
+        description=(
+            "Records of IRIS dataset codes the registry does not know yet. Each such code still lands in its"
+            " own `bmrs_<code>_iris` table (columns inferred from JSON value kinds) so nothing is skipped; the"
+            " `registered` check on this asset fails until the registry is regenerated to include them."
+        ),
+        group_name=GROUP,
+        skippable=True,
+        kinds={"python", storage_kind},
+        owners=OWNERS,
+        deps=[FEED_KEY],
+    )
 
 
 def codes_for_selection(registry: Registry, selected: set[dg.AssetKey], pending: list[str]) -> list[str]:
@@ -82,31 +92,38 @@ def key_for_code(registry: Registry, code: str) -> dg.AssetKey:
 def build_iris_tables(
     registry: Registry | None = None, max_lag_s: float = DEFAULT_MAX_LAG_S,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    storage_kind: str = "duckdb",
 ) -> dg.AssetsDefinition:
     registry = registry or load_registry()
 
     @dg.multi_asset(
         name="iris_spool_loader",
-        specs=[_spec(ds) for ds in registry] + [UNREGISTERED_SPEC],
+        specs=[_spec(ds, storage_kind) for ds in registry] + [_unregistered_spec(storage_kind)],
         check_specs=table_check_specs(registry, UNREGISTERED_KEY, max_lag_s),
         can_subset=True,
+        # Writers of the warehouse take a slot of one pool however their run started (sensor, UI,
+        # backfill, schedule): DuckDB admits one writer, and BigQuery wants one flush at a time.
+        pool=WAREHOUSE_POOL,
+        required_resource_keys={"spool", "warehouse"},  # warehouse: DuckDB or BigQuery, both with open()
     )
-    def iris_spool_loader(context: dg.AssetExecutionContext, spool: SpoolResource, warehouse: WarehouseResource):
+    def iris_spool_loader(context: dg.AssetExecutionContext):
         """Drain the selected datasets' pending spool files into their tables exactly once, then
         evaluate the selected checks. With only checks selected (job `iris_health`) it reads the spool
         and the ingest status file and touches nothing else."""
-        spool_dir = spool.get()
+        spool_dir: Spool = context.resources.spool.get()
         if not context.selected_asset_keys:
             status = read_status(spool_dir.root) or IngestStatus()
             yield from evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, status, max_lag_s)
             return
         codes = codes_for_selection(registry, set(context.selected_asset_keys), spool_dir.datasets_pending())
-        with warehouse.open() as wh:  # held briefly: DuckDB admits one process at a time
+        with context.resources.warehouse.open() as wh:  # held briefly: DuckDB admits one process at a time
             report = load_spool(spool_dir, wh, datasets=codes, registry=registry, max_message_bytes=max_message_bytes)
             written = [code for code, ds_report in report.datasets.items() if ds_report.files_loaded]
             status = refresh_status(spool_dir.root, wh, registry, written)
+            usage = wh.usage()
+            table_names = {code: wh.qualified_name(registry.resolve(code).table_name) for code in written}
         checks = list(evaluate_table_checks(context.selected_asset_check_keys, registry, spool_dir, status, max_lag_s))
-        yield from _results(context, registry, report)
+        yield from _results(context, registry, report, _run_metadata(usage, status, table_names))
         yield from checks
         if report.failed:
             raise dg.Failure(
@@ -117,7 +134,19 @@ def build_iris_tables(
     return iris_spool_loader
 
 
-def _results(context: dg.AssetExecutionContext, registry: Registry, report: LoadReport) -> Iterator[dg.MaterializeResult]:
+def _run_metadata(usage: dict[str, int], status: IngestStatus, table_names: dict[str, str]) -> dict[str, dict]:
+    """Per dataset: the standard table metadata, plus what the whole run cost the warehouse (BigQuery
+    load jobs and bytes; DuckDB reports nothing)."""
+    run_usage = {f"run_{name}": value for name, value in sorted(usage.items())}
+    return {
+        code: {"dagster/table_name": name, "dagster/row_count": status.freshness(code).rows} | run_usage
+        for code, name in table_names.items()
+    }
+
+
+def _results(
+    context: dg.AssetExecutionContext, registry: Registry, report: LoadReport, metadata: dict[str, dict]
+) -> Iterator[dg.MaterializeResult]:
     if report.datasets:
         context.log.info(report.summary())
     unregistered: list[DatasetReport] = []
@@ -128,7 +157,9 @@ def _results(context: dg.AssetExecutionContext, registry: Registry, report: Load
         for name, reason in list(ds_report.quarantine_reasons.items())[:20]:
             context.log.warning(f"quarantined {code}/{name}: {reason}")
         if code in registry:
-            yield dg.MaterializeResult(asset_key=key_for_code(registry, code), metadata=ds_report.as_metadata())
+            yield dg.MaterializeResult(
+                asset_key=key_for_code(registry, code), metadata=ds_report.as_metadata() | metadata.get(code, {})
+            )
         else:
             unregistered.append(ds_report)
     if unregistered:

@@ -6,7 +6,6 @@ import dagster as dg
 
 from iris_pipeline.defs.iris_tables import GROUP
 
-WRITER_TAG = {"iris_pipeline/warehouse_writer": "true"}
 # Nothing waits forever: run monitoring fails a run that outlives this (it would hold the warehouse).
 # A 3-day IRIS backlog (~860,000 files) drains in a few minutes.
 MAX_RUNTIME = {"dagster/max_runtime": "3600"}
@@ -16,7 +15,7 @@ iris_ingest = dg.define_asset_job(
     selection=dg.AssetSelection.groups(GROUP),
     description="Load every *_iris table that has files pending in the spool (one step, in-process).",
     executor_def=dg.in_process_executor,
-    tags=WRITER_TAG | MAX_RUNTIME,
+    tags=MAX_RUNTIME,  # writers are serialised by the assets' pool (see dagster.yaml)
 )
 
 iris_health = dg.define_asset_job(

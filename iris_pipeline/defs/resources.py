@@ -1,4 +1,8 @@
-"""Resources, and the one place that picks the local (DuckDB) or production (BigQuery) warehouse."""
+"""Resources, and the one place that picks the local (DuckDB) or production (BigQuery) warehouse.
+
+Both warehouse resources are bound under the key `warehouse` and expose `open()`; the assets never
+branch on the backend.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import dagster as dg
+from dagster_gcp import BigQueryResource
+from pydantic import Field
 
 from iris_pipeline.config import Settings
 from iris_pipeline.spool import Spool
-from iris_pipeline.warehouse import Warehouse, open_warehouse
+from iris_pipeline.warehouse import Warehouse
+
+WAREHOUSE_POOL = "iris_warehouse"  # the Dagster concurrency pool every warehouse writer takes a slot of
 
 
 class SpoolResource(dg.ConfigurableResource):
@@ -21,37 +29,63 @@ class SpoolResource(dg.ConfigurableResource):
         return Spool(self.root)
 
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse the `bmrs_*_iris` tables live in; assets never branch on the backend."""
+class DuckDBWarehouseResource(dg.ConfigurableResource):
+    """The embedded DuckDB warehouse file (one writer process at a time)."""
 
-    backend: str = "duckdb"
-    duckdb_path: str = "data/warehouse.duckdb"
-    bq_project: str | None = None
-    bq_dataset: str = "uk_energy_prod"
-    bq_location: str = "EU"
+    path: str = "data/warehouse.duckdb"
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:
-        settings = Settings(
-            warehouse=self.backend,
-            duckdb_path=self.duckdb_path,
-            bq_project=self.bq_project,
-            bq_dataset=self.bq_dataset,
-            bq_location=self.bq_location,
-        )
-        with open_warehouse(settings) as warehouse:
+        from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        with DuckDBWarehouse(self.path) as warehouse:
             yield warehouse
+
+
+class BigQueryWarehouseResource(BigQueryResource):
+    """The production BigQuery dataset. Credentials as `BigQueryResource` takes them (Application Default
+    Credentials, or `gcp_credentials`); with `emulator_host` set, anonymous credentials and that endpoint."""
+
+    dataset: str = Field(default="uk_energy_prod", description="BigQuery dataset holding the tables (BQ_DATASET)")
+    emulator_host: str | None = Field(default=None, description="BIGQUERY_EMULATOR_HOST, e.g. http://127.0.0.1:9050")
+    min_flush_seconds: float = Field(default=60.0, description="at most one write per table per this many seconds")
+
+    @contextmanager
+    def open(self) -> Iterator[Warehouse]:
+        from iris_pipeline.warehouse.bigquery_client import make_client
+        from iris_pipeline.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+        location = self.location or "EU"
+        if self.emulator_host:
+            client = make_client(self.project, location, self.emulator_host)
+        else:
+            client_context = self.get_client()  # BigQueryResource: writes gcp_credentials to a temp file
+            client = client_context.__enter__()
+        try:
+            with BigQueryWarehouse(
+                client, self.dataset, location=location, min_flush_interval_s=self.min_flush_seconds
+            ) as warehouse:
+                yield warehouse
+        finally:
+            if not self.emulator_host:
+                client_context.__exit__(None, None, None)
+
+
+def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
+    """The warehouse resource for this environment: DuckDB locally, BigQuery in production."""
+    if settings.warehouse == "bigquery":
+        return BigQueryWarehouseResource(
+            project=dg.EnvVar("BQ_PROJECT") if settings.bq_project else None,
+            location=settings.bq_location,
+            dataset=settings.bq_dataset,
+            emulator_host=settings.bigquery_emulator_host,
+            min_flush_seconds=settings.bq_min_flush_seconds,
+            # a service-account key (base64 JSON), if one is used instead of Application Default Credentials
+            gcp_credentials=dg.EnvVar("BQ_CREDENTIALS") if settings.bq_credentials_set else None,
+        )
+    return DuckDBWarehouseResource(path=str(settings.duckdb_path))
 
 
 def resources_from_env(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or Settings.from_env()
-    return {
-        "spool": SpoolResource(root=str(settings.spool_dir)),
-        "warehouse": WarehouseResource(
-            backend=settings.warehouse,
-            duckdb_path=str(settings.duckdb_path),
-            bq_project=settings.bq_project,
-            bq_dataset=settings.bq_dataset,
-            bq_location=settings.bq_location,
-        ),
-    }
+    return {"spool": SpoolResource(root=str(settings.spool_dir)), "warehouse": warehouse_resource(settings)}

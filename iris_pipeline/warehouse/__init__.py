@@ -13,7 +13,16 @@ def open_warehouse(settings) -> Warehouse:
         from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
         return DuckDBWarehouse(settings.duckdb_path)
-    raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb')")
+    if settings.warehouse == "bigquery":
+        from iris_pipeline.warehouse.bigquery_client import make_client
+        from iris_pipeline.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+        client = make_client(settings.bq_project, settings.bq_location, settings.bigquery_emulator_host)
+        return BigQueryWarehouse(
+            client, settings.bq_dataset, location=settings.bq_location,
+            min_flush_interval_s=settings.bq_min_flush_seconds,
+        )
+    raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb' or 'bigquery')")
 
 
 def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:

@@ -145,6 +145,14 @@ class Warehouse(abc.ABC):
     def quote(self, name: str) -> str:
         """A validated identifier, quoted for this backend's SQL."""
 
+    def qualified_name(self, table: str) -> str:
+        """The table's full name for people and catalogues (Dagster's `dagster/table_name`)."""
+        return f"main.{valid_identifier(table)}"
+
+    def table_ref(self, table: str) -> str:
+        """The table as a read statement names it (BigQuery qualifies it with project and dataset)."""
+        return self.quote(table)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the connection (and, for DuckDB, the writer lock)."""

@@ -8,7 +8,10 @@ from iris_pipeline.spool import Spool
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from iris_pipeline_tests.dagster_process import REPO, VENV_BIN  # noqa: F401 - re-exported for tests
 
-pytest_plugins = ["iris_pipeline_tests.conftest_amqp"]  # the AMQP test broker fixtures
+pytest_plugins = [
+    "iris_pipeline_tests.conftest_amqp",  # the AMQP test broker
+    "iris_pipeline_tests.conftest_bigquery",  # the BigQuery emulator
+]
 
 
 def body(records, double_encoded=True) -> bytes:

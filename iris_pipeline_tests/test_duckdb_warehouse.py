@@ -1,4 +1,5 @@
-"""DuckDB warehouse: typed tables, exactly-once appends with the ledger, locking. Real DuckDB files."""
+"""DuckDB-only behaviour: its SQL types, the primary key, time zones, the file locks. Real DuckDB files.
+The contract both backends keep (exactly once, evolution, bad input) is in test_warehouse_contract.py."""
 
 import datetime as dt
 import os
@@ -83,9 +84,6 @@ def tables(wh):
 
 # --- ensure_table -----------------------------------------------------------------------------------
 
-def test_new_warehouse_has_an_empty_ledger(wh):
-    assert tables(wh) == {LEDGER_TABLE}
-    assert ledger(wh) == []
 
 
 def test_ensure_table_creates_with_duckdb_types(wh):
@@ -112,35 +110,12 @@ def test_ensure_table_creates_with_duckdb_types(wh):
     }
 
 
-def test_table_columns_of_a_missing_table_is_none(wh):
-    assert wh.table_columns("nope") is None
 
 
-def test_ensure_table_is_a_no_op_when_nothing_changed(wh):
-    wh.ensure_table("t", ALL_TYPES)
-    assert wh.ensure_table("t", ALL_TYPES) == []
-    assert wh.ensure_table("t", {"i": "INT64"}) == []  # a subset of the columns changes nothing either
-    assert list(wh.table_columns("t"))[:7] == list(ALL_TYPES)
 
 
-def test_ensure_table_adds_missing_columns(wh):
-    load(wh, {"f1.json": [boalf("A", 1)]})
-    changes = wh.ensure_table(TABLE, TYPES | {"soFlag": "BOOL", "extra": "JSON"})
-    assert changes == ["added soFlag BOOL", "added extra JSON"]
-    assert wh.table_columns(TABLE)["soFlag"] == "BOOL"
-    assert wh.table_columns(TABLE)["extra"] == "JSON"
-    assert wh.query(f'SELECT "bmUnit", "soFlag", extra FROM {TABLE}') == [("A", None, None)]
 
 
-def test_ensure_table_widens_int64_to_float64_keeping_values(wh):
-    load(wh, {"f1.json": [boalf("A", 100), boalf("B", -7), boalf("C", 2**52 + 1)]})
-    assert wh.table_columns(TABLE)["levelFrom"] == "INT64"
-    loaded = load(wh, {"f2.json": [boalf("D", 2.5)]})  # the codec widens; ensure_table follows
-    assert loaded == [LoadedFile("f2.json", 1)]
-    assert wh.table_columns(TABLE)["levelFrom"] == "FLOAT64"
-    assert wh.query(f'SELECT "bmUnit", "levelFrom" FROM {TABLE} ORDER BY 1') == [
-        ("A", 100.0), ("B", -7.0), ("C", float(2**52 + 1)), ("D", 2.5),
-    ]
 
 
 def test_ensure_table_never_narrows(wh):
@@ -164,70 +139,18 @@ def test_ensure_table_widens_differing_types_to_json_keeping_each_value(wh):
 
 # --- append: exactly once ---------------------------------------------------------------------------
 
-def test_append_inserts_rows_and_ledger_entries(wh):
-    before = dt.datetime.now(UTC)
-    loaded = load(wh, {"f1.json": [boalf("A", 1), boalf("B", 2)], "f2.json": [boalf("C", 3)]})
-    after = dt.datetime.now(UTC)
-    assert sorted(loaded, key=lambda f: f.name) == [LoadedFile("f1.json", 2), LoadedFile("f2.json", 1)]
-    assert table_rows(wh) == [("f1.json", 0, "A", 1), ("f1.json", 1, "B", 2), ("f2.json", 0, "C", 3)]
-    assert ledger(wh) == [(DS, "f1.json", 2), (DS, "f2.json", 1)]
-    (stamp,) = {r[0] for r in wh.query(f"SELECT ingested_at FROM {LEDGER_TABLE}")}
-    assert before - dt.timedelta(seconds=1) <= stamp <= after + dt.timedelta(seconds=1)
-    typed = wh.query(f'SELECT "timeFrom", "settlementDate", _ingested_at FROM {TABLE} WHERE "bmUnit" = \'A\'')
-    assert typed == [(dt.datetime(2024, 6, 1, 10, 0, tzinfo=UTC), dt.date(2024, 6, 1), INGESTED_AT)]
 
 
-def test_appending_the_same_file_twice_keeps_one_copy(wh):
-    files = {"f1.json": [boalf("A", 1), boalf("B", 2)]}
-    assert load(wh, files) == [LoadedFile("f1.json", 2)]
-    assert load(wh, files) == []
-    assert table_rows(wh) == [("f1.json", 0, "A", 1), ("f1.json", 1, "B", 2)]
-    assert ledger(wh) == [(DS, "f1.json", 2)]
 
 
-def test_batch_mixing_loaded_and_new_files_loads_only_the_new_one(wh):
-    load(wh, {"old.json": [boalf("A", 1)]})
-    loaded = load(wh, {"old.json": [boalf("A", 1)], "new.json": [boalf("B", 2), boalf("C", 3)]})
-    assert loaded == [LoadedFile("new.json", 2)]
-    assert table_rows(wh) == [("new.json", 0, "B", 2), ("new.json", 1, "C", 3), ("old.json", 0, "A", 1)]
-    assert ledger(wh) == [(DS, "new.json", 2), (DS, "old.json", 1)]
 
 
-def test_append_many_commits_batches_together_and_skips_files_loaded_before(wh):
-    from iris_pipeline.warehouse.base import Batch
-
-    load(wh, {"old.json": [boalf("A", 1)]})
-    first, files1 = batch({"old.json": [boalf("A", 1)], "new1.json": [boalf("B", 2)]}, TYPES)
-    second, files2 = batch({"new2.json": [boalf("C", 3)]}, TYPES)
-    loaded = wh.append_many([Batch(DS, TABLE, first.table, files1), Batch(DS, TABLE, second.table, files2)])
-    assert loaded == [[LoadedFile("new1.json", 1)], [LoadedFile("new2.json", 1)]]
-    assert [r[0] for r in table_rows(wh)] == ["new1.json", "new2.json", "old.json"]
-    assert [r[1] for r in ledger(wh)] == ["new1.json", "new2.json", "old.json"]
 
 
-def test_append_many_is_all_or_nothing(wh):
-    from iris_pipeline.warehouse.base import Batch
-
-    good, good_files = batch({"good.json": [boalf("A", 1)]}, TYPES)
-    wh.ensure_table(TABLE, good.column_types)
-    bad = good.table.append_column("noSuchColumn", pa.array([1], pa.int64()))
-    with pytest.raises(Exception, match="noSuchColumn"):
-        wh.append_many([Batch(DS, TABLE, good.table, good_files), Batch(DS, TABLE, bad, [LoadedFile("bad.json", 1)])])
-    assert table_rows(wh) == [] and ledger(wh) == []
 
 
-def test_an_empty_message_is_recorded_once(wh):
-    assert load(wh, {"empty.json": []}) == [LoadedFile("empty.json", 0)]
-    assert load(wh, {"empty.json": []}) == []
-    assert table_rows(wh) == []
-    assert ledger(wh) == [(DS, "empty.json", 0)]
 
 
-def test_the_ledger_is_per_dataset(wh):
-    load(wh, {"same_name.json": [boalf("A", 1)]})
-    loaded = load(wh, {"same_name.json": [boalf("B", 2)]}, dataset="BOD", table="bmrs_bod_iris")
-    assert loaded == [LoadedFile("same_name.json", 1)]
-    assert ledger(wh) == [(DS, "same_name.json", 1), ("BOD", "same_name.json", 1)]
 
 
 def test_failed_insert_writes_neither_rows_nor_ledger_missing_column(wh):
@@ -243,14 +166,6 @@ def test_failed_insert_writes_neither_rows_nor_ledger_missing_column(wh):
     assert ledger(wh) == [(DS, "f1.json", 1), (DS, "f2.json", 1)]
 
 
-def test_failed_insert_writes_neither_rows_nor_ledger_bad_cast(wh):
-    load(wh, {"f1.json": [boalf("A", 1)]})
-    converted, files = batch({"f2.json": [boalf("B", 2)], "f3.json": [boalf("C", "not a number")]},
-                             known=TYPES | {"levelFrom": "STRING"})
-    with pytest.raises(Exception, match="(?i)conver|cast"):
-        wh.append(DS, TABLE, converted.table, files)
-    assert table_rows(wh) == [("f1.json", 0, "A", 1)]
-    assert ledger(wh) == [(DS, "f1.json", 1)]
 
 
 def test_failure_after_the_rows_are_inserted_rolls_them_back(wh):
@@ -263,29 +178,12 @@ def test_failure_after_the_rows_are_inserted_rolls_them_back(wh):
     assert ledger(wh) == []
 
 
-def test_loaded_files(wh):
-    assert wh.loaded_files(DS, []) == {}
-    assert wh.loaded_files(DS, ["a.json"]) == {}
-    load(wh, {"a.json": [boalf("A", 1)], "b.json": [boalf("B", 1)]})
-    assert set(wh.loaded_files(DS, ["a.json", "c.json", "b.json"])) == {"a.json", "b.json"}
-    assert wh.loaded_files("BOD", ["a.json"]) == {}
-    assert wh.loaded_files(DS, ["a.json'; DROP TABLE iris_ingest_log; --"]) == {}
-    assert ledger(wh) == [(DS, "a.json", 1), (DS, "b.json", 1)]
 
 
-def test_data_survives_reopening(db_path):
-    with DuckDBWarehouse(db_path) as w:
-        load(w, {"a.json": [boalf("A", 1)]})
-    with DuckDBWarehouse(db_path) as w:
-        assert table_rows(w) == [("a.json", 0, "A", 1)]
-        assert load(w, {"a.json": [boalf("A", 1)]}) == []
 
 
 # --- freshness --------------------------------------------------------------------------------------
 
-def test_freshness_of_a_dataset_never_loaded(wh):
-    f = wh.freshness(DS, TABLE, "timeFrom")
-    assert (f.last_ingested_at, f.latest_reference_time, f.rows) == (None, None, 0)
 
 
 def test_freshness_after_loads(wh):

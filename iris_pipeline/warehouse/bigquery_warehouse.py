@@ -173,10 +173,11 @@ class BigQueryWarehouse(Warehouse):
         widen = {c: evolved_type(existing[c], t) for c, t in columns.items() if c in existing}
         widen = {c: t for c, t in widen.items() if t != existing[c]}
         changes = []
-        if added:
-            bq_table = self._retry(self.client.get_table)(self._ref(table))
-            bq_table.schema = [*bq_table.schema, *(bigquery.SchemaField(valid_identifier(c), SCHEMA_TYPES[t]) for c, t in added.items())]
-            self._retry(self.client.update_table)(bq_table, ["schema"])  # adding NULLABLE columns: no rewrite
+        if added:  # NULLABLE columns: metadata only, no rewrite, no bytes billed
+            self._run("\n".join(
+                f"ALTER TABLE {self._sql_ref(table)} ADD COLUMN IF NOT EXISTS {self.quote(c)} {SCHEMA_TYPES[t]};"
+                for c, t in added.items()
+            ))
             self._columns[table].update(added)
             changes += [f"added {c} {t}" for c, t in added.items()]
         for column, target in widen.items():
@@ -376,7 +377,7 @@ class BigQueryWarehouse(Warehouse):
             )
             selects.append(
                 f"SELECT '{dataset}' AS dataset, (SELECT MAX(ingested_at) FROM {self._sql_ref(LEDGER_TABLE)}"
-                f" WHERE dataset = '{dataset}' AND {_recent('file_date', 'DATE')}) AS last_ingested, {latest} AS latest,"
+                f" WHERE dataset = '{dataset}' AND ({_recent('file_date', 'DATE')} OR file_date = '{UNDATED}')) AS last_ingested, {latest} AS latest,"
                 f" (SELECT COUNT(*) FROM {self._sql_ref(table)}) AS row_count"  # from metadata: no bytes read
             )
         if selects:
@@ -409,9 +410,10 @@ class BigQueryWarehouse(Warehouse):
 
 
 def _recent(column_sql: str, column_type: str) -> str:
+    """The last week's partitions, and the one of rows without a date (constants only: prunable)."""
     if column_type == "DATE":
-        return f"{column_sql} >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY)"
-    return f"{column_sql} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)"
+        return f"({column_sql} >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
+    return f"({column_sql} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
 
 
 def _staged_files(batches: Sequence[Batch]) -> pa.Table:

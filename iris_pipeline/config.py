@@ -20,6 +20,7 @@ class Settings:
     bigquery_emulator_host: str | None = None
     bq_credentials_set: bool = False  # BQ_CREDENTIALS: a base64 service-account key, instead of ADC
     bq_min_flush_seconds: float = 60.0  # BigQuery: 1,500 writes per table per day; one a minute is 1,440
+    bq_max_flush_rows: int = 1_000_000  # a backlog goes up in flushes of at most this many rows
     elexon_api_base_url: str = "https://data.elexon.co.uk/bmrs/api/v1"
     iris_archive_url: str = "https://archive.data.elexon.co.uk/iris-archive"
     archive_retention_days: int = 7
@@ -43,6 +44,7 @@ class Settings:
             bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
             bq_credentials_set=bool(env.get("BQ_CREDENTIALS")),
             bq_min_flush_seconds=float(env.get("IRIS_BQ_MIN_FLUSH_SECONDS", "60")),
+            bq_max_flush_rows=_positive_int(env, "IRIS_BQ_MAX_FLUSH_ROWS", 1_000_000, "rows"),
             elexon_api_base_url=env.get("ELEXON_API_BASE_URL", "https://data.elexon.co.uk/bmrs/api/v1"),
             iris_archive_url=env.get("IRIS_ARCHIVE_URL", "https://archive.data.elexon.co.uk/iris-archive"),
             archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),
@@ -52,14 +54,14 @@ class Settings:
         )
 
 
-def _positive_int(env, name: str, default: int) -> int:
+def _positive_int(env, name: str, default: int, unit: str = "bytes") -> int:
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of bytes, not {raw!r}") from None
+        raise ValueError(f"{name} must be a whole number of {unit}, not {raw!r}") from None
     if value <= 0:
         raise ValueError(f"{name} must be positive, not {value}")
     return value

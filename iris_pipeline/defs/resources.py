@@ -49,6 +49,10 @@ class BigQueryWarehouseResource(BigQueryResource):
     dataset: str = Field(default="uk_energy_prod", description="BigQuery dataset holding the tables (BQ_DATASET)")
     emulator_host: str | None = Field(default=None, description="BIGQUERY_EMULATOR_HOST, e.g. http://127.0.0.1:9050")
     min_flush_seconds: float = Field(default=60.0, description="at most one write per table per this many seconds")
+    max_flush_rows: int = Field(default=1_000_000, description="a backlog goes up in flushes of at most this many rows")
+
+    def get_object_to_set_on_execution_context(self):
+        return self  # BigQueryResource would set a client generator; the assets call open()
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:
@@ -63,7 +67,8 @@ class BigQueryWarehouseResource(BigQueryResource):
             client = client_context.__enter__()
         try:
             with BigQueryWarehouse(
-                client, self.dataset, location=location, min_flush_interval_s=self.min_flush_seconds
+                client, self.dataset, location=location, min_flush_interval_s=self.min_flush_seconds,
+                max_flush_rows=self.max_flush_rows,
             ) as warehouse:
                 yield warehouse
         finally:
@@ -80,6 +85,7 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
             dataset=settings.bq_dataset,
             emulator_host=settings.bigquery_emulator_host,
             min_flush_seconds=settings.bq_min_flush_seconds,
+            max_flush_rows=settings.bq_max_flush_rows,
             # a service-account key (base64 JSON), if one is used instead of Application Default Credentials
             gcp_credentials=dg.EnvVar("BQ_CREDENTIALS") if settings.bq_credentials_set else None,
         )

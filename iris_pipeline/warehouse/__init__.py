@@ -20,7 +20,7 @@ def open_warehouse(settings) -> Warehouse:
         client = make_client(settings.bq_project, settings.bq_location, settings.bigquery_emulator_host)
         return BigQueryWarehouse(
             client, settings.bq_dataset, location=settings.bq_location,
-            min_flush_interval_s=settings.bq_min_flush_seconds,
+            min_flush_interval_s=settings.bq_min_flush_seconds, max_flush_rows=settings.bq_max_flush_rows,
         )
     raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb' or 'bigquery')")
 
@@ -32,4 +32,8 @@ def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:
         from iris_pipeline.warehouse.duckdb_read import read_query as duckdb_read_query
 
         return duckdb_read_query(settings.duckdb_path, sql, out, timeout_s=timeout_s)
-    raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb')")
+    if settings.warehouse == "bigquery":
+        from iris_pipeline.warehouse.bigquery_read import read_query as bigquery_read_query
+
+        return bigquery_read_query(settings, sql, out, timeout_s=timeout_s)
+    raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb' or 'bigquery')")

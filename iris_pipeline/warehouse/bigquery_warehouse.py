@@ -103,9 +103,16 @@ def file_date(name: str) -> dt.date:
     return UNDATED
 
 
+def seconds_until_flush(last_flush: dt.datetime | None, now: dt.datetime, interval_s: float) -> float:
+    """How long to wait before the next flush, given when the last one committed: never negative, and
+    never more than the interval (a clock that stepped back must not stall loading)."""
+    if last_flush is None:
+        return 0.0
+    return min(max((last_flush - now).total_seconds() + interval_s, 0.0), interval_s)
+
+
 class BigQueryWarehouse(Warehouse):
-    commit_group_rows = 1_000_000  # ~100-300 MB of Parquet: far inside a load job's limits
-    commit_group_chunks = 1_000_000  # rows decide
+    commit_group_chunks = 1_000_000  # rows decide (max_flush_rows)
 
     def __init__(
         self,
@@ -116,11 +123,13 @@ class BigQueryWarehouse(Warehouse):
         min_flush_interval_s: float = DEFAULT_MIN_FLUSH_INTERVAL_S,
         retry_deadline_s: float = 600.0,
         orphan_age: dt.timedelta = ORPHAN_AGE,
+        max_flush_rows: int = 1_000_000,
     ):
         self.client = client
         self.dataset = valid_identifier(dataset)
         self.location = location
         self.min_flush_interval_s = min_flush_interval_s
+        self.commit_group_rows = max_flush_rows
         self._retry = Retry(predicate=is_transient, initial=1.0, maximum=60.0, multiplier=2.0, timeout=retry_deadline_s)
         self._usage: collections.Counter[str] = collections.Counter()
         self._columns: dict[str, dict[str, str]] = {}
@@ -277,16 +286,15 @@ class BigQueryWarehouse(Warehouse):
         return [[f for f in b.files if (b.dataset, f.name) not in already] for b in batches]
 
     def _wait_for_flush_slot(self) -> None:
-        """At most one flush per `min_flush_interval_s`, across processes: the ledger's modification
-        time says when the last flush (of any process) committed. The wait is bounded by the interval."""
+        """At most one flush per `min_flush_interval_s`, across processes: BigQuery updates the ledger's
+        modification time with every flush that commits, whichever process made it."""
         if self.min_flush_interval_s <= 0:
             return
         if self._last_flush is not None:
             wait = self._last_flush + self.min_flush_interval_s - time.monotonic()
         else:
             modified = self._retry(self.client.get_table)(self._ref(LEDGER_TABLE)).modified
-            now = dt.datetime.now(dt.timezone.utc)
-            wait = (modified - now).total_seconds() + self.min_flush_interval_s if modified else 0.0
+            wait = seconds_until_flush(modified, dt.datetime.now(dt.timezone.utc), self.min_flush_interval_s)
         wait = min(max(wait, 0.0), self.min_flush_interval_s)
         if wait > 0:
             log.info("waiting %.0fs: BigQuery takes one write per table per %.0fs", wait, self.min_flush_interval_s)
@@ -389,14 +397,10 @@ class BigQueryWarehouse(Warehouse):
         return self.read(sql, params)
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """One read statement: BigQuery checks it (a dry run says the statement's type) before it runs."""
-        config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, query_parameters=_params(params))
-        try:
-            dry = self.client.query(sql, job_config=config)
-        except gexc.BadRequest as exc:
-            raise QueryRefused(_first_line(exc)) from None
-        if (dry.statement_type or "SELECT") != "SELECT":
-            raise QueryRefused(f"read-only: {dry.statement_type} statements are refused (SELECT is accepted)")
+        """One read statement: a dry run says the statement's type before anything runs."""
+        from iris_pipeline.warehouse.bigquery_read import read_statement_type
+
+        read_statement_type(self.client, sql)
         return self._run(sql, _params(params))
 
     def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
@@ -442,7 +446,3 @@ def _for_staging(rows: pa.Table, columns: Mapping[str, str]) -> pa.Table:
 def _params(params: Sequence[object]) -> list[bigquery.ScalarQueryParameter]:
     types = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", dt.datetime: "TIMESTAMP", dt.date: "DATE"}
     return [bigquery.ScalarQueryParameter(None, types[type(p)], p) for p in params]
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:300]

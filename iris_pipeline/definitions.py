@@ -6,7 +6,8 @@ from iris_pipeline.config import Settings
 from iris_pipeline.defs.archive import build_archive_retention
 from iris_pipeline.defs.client import build_client_health_check, iris_feed
 from iris_pipeline.defs.iris_tables import build_iris_tables
-from iris_pipeline.defs.jobs import iris_health, iris_health_schedule, iris_ingest
+from iris_pipeline.defs.health_job import build_health_job, health_schedule
+from iris_pipeline.defs.jobs import iris_ingest
 from iris_pipeline.defs.quarantine import spool_quarantine_check
 from iris_pipeline.defs.resources import resources_from_env
 from iris_pipeline.defs.sensors import build_spool_sensor
@@ -21,12 +22,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         registry, max_lag_s=settings.freshness_minutes * 60, max_message_bytes=settings.max_message_bytes,
         storage_kind=settings.warehouse,
     )
+    iris_health = build_health_job(registry, settings.freshness_minutes * 60, settings.client_max_silence_s)
     return dg.Definitions(
         assets=[iris_feed, iris_tables],
         asset_checks=[build_client_health_check(settings), spool_quarantine_check],
         jobs=[iris_ingest, iris_health, prune_job],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
-        schedules=[iris_health_schedule, prune_schedule],
+        schedules=[health_schedule(iris_health), prune_schedule],
         resources=resources_from_env(settings),
     )
 

@@ -82,7 +82,9 @@ def test_one_check_counts_everything_in_quarantine(pipeline_env, spool, tmp_path
 
     key = dg.AssetCheckKey(dg.AssetKey("iris_spool_feed"), "spool_quarantine_empty")
     defs = build_definitions()
-    assert key in defs.resolve_job_def("iris_health").asset_layer.asset_graph.asset_check_keys
+    with dg.instance_for_test() as instance:
+        health = defs.resolve_job_def("iris_health").execute_in_process(instance=instance)
+    assert key in {dg.AssetCheckKey(e.asset_key, e.check_name) for e in health.get_asset_check_evaluations()}
     job = dg.define_asset_job("quarantine_only", selection=dg.AssetSelection.checks(key))
     small = dg.Definitions(assets=[defs.resolve_assets_def(dg.AssetKey("iris_spool_feed"))], asset_checks=[
         c for c in (defs.asset_checks or []) if key in c.check_keys
@@ -107,3 +109,20 @@ def test_runs_are_bounded_in_time():
     assert int(defs.resolve_job_def("iris_health").tags["dagster/max_runtime"]) <= 300
     instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert instance["run_monitoring"]["enabled"] is True
+
+
+def test_warehouse_writers_take_the_pool_and_the_health_job_never_does():
+    """Writers are serialised by the pool however a run starts; the health job must not queue behind a
+    load it watches, and a run killed holding the slot must give it back (run monitoring frees it)."""
+    import yaml
+
+    from iris_pipeline.definitions import build_definitions
+    from iris_pipeline.defs.resources import WAREHOUSE_POOL
+
+    defs = build_definitions()
+    loader = defs.resolve_assets_def(dg.AssetKey("bmrs_freq_iris"))
+    assert loader.op.pool == WAREHOUSE_POOL
+    assert {node.definition.pool for node in defs.resolve_job_def("iris_health").graph.node_dict.values()} == {None}
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
+    assert instance["run_monitoring"]["free_slots_after_run_end_seconds"] > 0

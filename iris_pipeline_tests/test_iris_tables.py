@@ -96,12 +96,14 @@ with DuckDBWarehouse(sys.argv[1]) as wh, Spool(sys.argv[2]).exclusive("ingest.lo
 def _small_defs():
     """The real step and jobs over two datasets instead of 87, which keeps a run to a second or two."""
     from iris_pipeline.defs.iris_tables import build_iris_tables
-    from iris_pipeline.defs.jobs import iris_health, iris_ingest
+    from iris_pipeline.defs.health_job import build_health_job
+    from iris_pipeline.defs.jobs import iris_ingest
     from iris_pipeline.defs.resources import resources_from_env
     from iris_pipeline.registry import Registry, load_registry
 
     full = load_registry()
     registry = Registry({code: full[code] for code in ("FREQ", "FUELINST")})
+    iris_health = build_health_job(registry, max_lag_s=300, client_max_silence_s=600)
     return dg.Definitions(
         assets=[build_iris_tables(registry)], jobs=[iris_ingest, iris_health], resources=resources_from_env()
     )

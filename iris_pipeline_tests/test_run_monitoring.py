@@ -22,6 +22,8 @@ def _instance_yaml(home):
     assert config["run_launcher"]["class"] == "WorkerCheckingRunLauncher"
     config["run_monitoring"]["poll_interval_seconds"] = 2  # production: 30
     config["run_launcher"]["config"]["unreachable_grace_seconds"] = 4  # production: 60
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0  # else the pool slot is lost
+    config["run_monitoring"]["free_slots_after_run_end_seconds"] = 2  # production: 30
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 

@@ -1,4 +1,4 @@
-"""Jobs and schedules over the IRIS tables."""
+"""The job that loads the IRIS tables (the health job is in health_job.py)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,4 @@ iris_ingest = dg.define_asset_job(
     description="Load every *_iris table that has files pending in the spool (one step, in-process).",
     executor_def=dg.in_process_executor,
     tags=MAX_RUNTIME,  # writers are serialised by the assets' pool (see dagster.yaml)
-)
-
-iris_health = dg.define_asset_job(
-    "iris_health",
-    selection=dg.AssetSelection.all_asset_checks(),
-    description="Evaluate freshness and quarantine checks even when no files arrive (reads only).",
-    executor_def=dg.in_process_executor,
-    tags={"dagster/max_runtime": "300"},
-)
-
-iris_health_schedule = dg.ScheduleDefinition(
-    name="iris_health_every_minute",
-    job=iris_health,
-    cron_schedule="* * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
 )

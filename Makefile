@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install dev test bench registry lock clean
+.PHONY: install dev test bench costs registry lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_backlog.py
+
+costs: install
+	$(PY) benchmarks/bigquery_costs.py --top 8
 
 registry: install
 	$(PY) scripts/generate_registry.py

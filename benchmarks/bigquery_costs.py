@@ -1,6 +1,6 @@
 """What the BigQuery backend costs at IRIS rates: storage, load jobs, table writes and query bytes.
 
-    .venv/bin/python benchmarks/bigquery_costs.py [--seed 0] [--top N] [--backlog-days 3] [--backlog-flush-rows 100000]
+    .venv/bin/python benchmarks/bigquery_costs.py [--seed 0] [--top N] [--backlog-days 3] [--backlog-flush-rows 1000000]
 
 Simulates one settlement day of the whole IRIS feed with the project's simulator (all registered
 datasets at their registry cadences), decodes and converts every message with the project's codec
@@ -39,7 +39,7 @@ Assumptions (printed by the script too):
   $0.02/GiB/month, long-term (partition unmodified for 90 days) $0.01/GiB/month, first 10 GiB/month
   free (taken off active storage); on-demand queries $6.25/TiB, first 1 TiB/month free. A month is
   365.25/12 days. Analysts' own queries, the historic bmrs_<code> tables and the views are not included.
-- Backlog: flushes of at most 100,000 rows (the DuckDB loader's transaction cap; --backlog-flush-rows),
+- Backlog: flushes of at most 1,000,000 rows (the backend's IRIS_BQ_MAX_FLUSH_ROWS default; --backlog-flush-rows),
   one a minute, each assumed to touch every table: an upper bound on its writes and query bytes.
 - Partitions stop changing within a day or two of their date (DISEBSP re-runs on D+1), so after
   90 days each day's partition becomes long-term storage.
@@ -288,7 +288,7 @@ def assumptions() -> str:
     return __doc__[__doc__.index("Assumptions"):].rstrip()
 
 
-def report(days: dict[str, DatasetDay], top: int, backlog_days: int = 3, backlog_flush_rows: int = 100_000) -> None:
+def report(days: dict[str, DatasetDay], top: int, backlog_days: int = 3, backlog_flush_rows: int = 1_000_000) -> None:
     ordered = sorted(days.values(), key=lambda d: -d.logical_bytes_per_day)
     shown = ordered[:top] if top else ordered
     print(f"BigQuery backend at IRIS rates: one simulated day ({DAY}), flush every 60 s\n")
@@ -364,8 +364,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--top", type=int, default=0, help="list only the N largest tables (0: all)")
     parser.add_argument("--backlog-days", type=int, default=3)
-    parser.add_argument("--backlog-flush-rows", type=int, default=100_000,
-                        help="rows per flush when draining a backlog (default 100,000, the DuckDB loader's cap)")
+    parser.add_argument("--backlog-flush-rows", type=int, default=1_000_000,
+                        help="rows per flush when draining a backlog (default 1,000,000: IRIS_BQ_MAX_FLUSH_ROWS)")
     args = parser.parse_args()
     report(simulate_day(args.seed), args.top, args.backlog_days, args.backlog_flush_rows)
     return 0

@@ -17,6 +17,10 @@ if [[ "${WAREHOUSE:-duckdb}" == "bigquery-emulator" ]]; then
   scripts/bqemulator/env.sh
   port="${BQ_EMULATOR_PORT:-9050}"
   mkdir -p data/bqemulator
+  if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 || (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "make dev: port $port is taken (an emulator left running?): stop it or set BQ_EMULATOR_PORT" >&2
+    exit 1
+  fi
   echo "make dev: starting the BigQuery emulator on 127.0.0.1:$port (tables in data/bqemulator)"
   .bqemulator-venv/bin/python scripts/bqemulator/launch.py start --rest-port "$port" --grpc-port 0 \
     --project iris-local --persistent --data-dir data/bqemulator --log-level warning >data/bqemulator/emulator.log 2>&1 &

@@ -90,11 +90,9 @@ def refresh_status(
     complete. Codes the registry does not know are recorded by name (the `all_codes_registered` check)."""
     codes = set(codes)
     first = not status_path(spool_root).exists()
-    tables = {
-        ds.code: warehouse.freshness(ds.code, ds.table_name, ds.reference_time_field)
-        for ds in registry
-        if first or ds.code in codes
-    }
+    tables = warehouse.freshness_many(
+        [(ds.code, ds.table_name, ds.reference_time_field) for ds in registry if first or ds.code in codes]
+    )
     unregistered = {code for code in codes if code not in registry}
     if first:
         ledger_codes = warehouse.ledger_datasets()

@@ -266,3 +266,41 @@ def test_dagster_materializes_into_bigquery_with_load_jobs_in_the_metadata(bigqu
     assert metadata["run_load_jobs"] == 2  # the rows and the ledger entries, in one flush
     assert "run_bytes_processed" in metadata  # 0 on the emulator; BigQuery reports the real figure
     assert iris_tables.specs_by_key[freq].kinds >= {"bigquery"}
+
+
+def test_tables_are_partitioned_by_day_and_clustered_by_their_key(bigquery_emulator, bq_dataset, spool):
+    from iris_pipeline.loader import load_spool
+
+    spool.write_incoming("FREQ", "FREQ_202612011200_1.json", body(freq_records(4)))
+    with _bq(bigquery_emulator, bq_dataset) as wh:
+        load_spool(spool, wh, workers=0)
+        client = wh.client
+        table = lambda name: client.get_table(wh.qualified_name(name))  # noqa: E731
+        bod, freq, ledger = table("bmrs_bod_iris"), table("bmrs_freq_iris"), table(LEDGER_TABLE)
+        assert (bod.time_partitioning.type_, bod.time_partitioning.field) == ("DAY", "settlementDate")
+        assert bod.clustering_fields == ["bmUnit", "settlementDate", "settlementPeriod", "pairId"]
+        assert freq.time_partitioning.field == "measurementTime"  # no settlement date: its reference time
+        assert (ledger.time_partitioning.field, ledger.clustering_fields) == ("file_date", ["dataset", "_source_file"])
+        assert wh.query(f"SELECT file_date FROM {wh.table_ref(LEDGER_TABLE)}") == [(dt.date(2026, 12, 1),)]
+
+
+def test_a_flush_of_more_tables_than_a_transaction_may_write_is_split(bigquery_emulator, bq_dataset, monkeypatch):
+    import pyarrow as pa
+
+    from iris_pipeline.warehouse import bigquery_warehouse
+
+    with _bq(bigquery_emulator, bq_dataset) as wh:
+        names = [f"bmrs_t{i}_iris" for i in range(5)]
+        for name in names:
+            wh.ensure_table(name, {"x": "INT64"})
+        batches = [
+            Batch(f"T{i}", name, pa.table({"x": pa.array([i], pa.int64()), "_source_file": [f"f{i}.json"],
+                  "_record_index": pa.array([0], pa.int64()), "_ingested_at": pa.array([dt.datetime.now(dt.timezone.utc)])}),
+                  [LoadedFile(f"f{i}.json", 1)])
+            for i, name in enumerate(names)
+        ]
+        monkeypatch.setattr(bigquery_warehouse, "MAX_TABLES_PER_FLUSH", 2)  # BigQuery's is 90: 5 tables show the cut
+        loaded = wh.append_many(batches)
+        assert [[f.name for f in part] for part in loaded] == [[f"f{i}.json"] for i in range(5)]
+        assert wh.usage()["load_jobs"] == 5 + 3  # a staging load per table, and a file list per flush (3)
+        assert wh.query(f"SELECT count(*) FROM {wh.table_ref(LEDGER_TABLE)}") == [(5,)]

@@ -5,7 +5,6 @@ Exactly once, duplicate delivery, all-or-nothing commits, schema evolution, bad 
 Where the emulator differs from BigQuery, the test says so beside the assertion.
 """
 
-import contextlib
 import datetime as dt
 
 import pyarrow as pa
@@ -314,9 +313,3 @@ def test_usage_is_reported(wh):
     else:
         assert usage == {}
 
-
-def test_closing_twice_is_harmless(open_wh):
-    w = open_wh()
-    w.close()
-    with contextlib.suppress(Exception):
-        w.close()

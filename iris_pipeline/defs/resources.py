@@ -6,6 +6,7 @@ branch on the backend.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -60,20 +61,16 @@ class BigQueryWarehouseResource(BigQueryResource):
         from iris_pipeline.warehouse.bigquery_warehouse import BigQueryWarehouse
 
         location = self.location or "EU"
-        if self.emulator_host:
-            client = make_client(self.project, location, self.emulator_host)
-        else:
-            client_context = self.get_client()  # BigQueryResource: writes gcp_credentials to a temp file
-            client = client_context.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            if self.emulator_host:
+                client = make_client(self.project, location, self.emulator_host)
+            else:  # BigQueryResource's own client: it writes gcp_credentials to a temporary file
+                client = stack.enter_context(self.get_client())
             with BigQueryWarehouse(
                 client, self.dataset, location=location, min_flush_interval_s=self.min_flush_seconds,
                 max_flush_rows=self.max_flush_rows,
             ) as warehouse:
                 yield warehouse
-        finally:
-            if not self.emulator_host:
-                client_context.__exit__(None, None, None)
 
 
 def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:

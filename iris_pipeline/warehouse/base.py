@@ -132,6 +132,10 @@ class Warehouse(abc.ABC):
         """What this connection has cost so far (load jobs, bytes processed, ...), for run metadata."""
         return {}
 
+    def freshness_many(self, items: Sequence[tuple[str, str, str | None]]) -> dict[str, TableFreshness]:
+        """`freshness` for several (dataset, table, reference column), in one query where the backend can."""
+        return {dataset: self.freshness(dataset, table, reference) for dataset, table, reference in items}
+
     @abc.abstractmethod
     def freshness(self, dataset: str, table: str, reference_column: str | None) -> TableFreshness:
         """When the dataset last loaded, and its newest reference time."""

@@ -53,6 +53,9 @@ UNDATED = dt.date(1970, 1, 1)
 _NAME_DATE_RE = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})\d{4}(?!\d)")  # BOALF_202311140741_...
 PROBE_NAMES_PER_QUERY = 10_000  # query parameters must stay well under BigQuery's 10 MB request limit
 JOB_TIMEOUT_S = 900.0
+# A transaction may modify at most 100 tables; a flush modifies its data tables, the ledger and the
+# staging file list. More tables than this (unregistered codes) go up in further flushes.
+MAX_TABLES_PER_FLUSH = 90
 
 SCHEMA_TYPES = {"TIMESTAMP": "TIMESTAMP", "DATE": "DATE", "INT64": "INT64", "FLOAT64": "FLOAT64",
                 "BOOL": "BOOL", "STRING": "STRING", "JSON": "JSON"}
@@ -280,9 +283,11 @@ class BigQueryWarehouse(Warehouse):
         for b in batches:
             if not is_valid_dataset_code(b.dataset):
                 raise WarehouseError(f"invalid dataset code {b.dataset[:60]!r}")
-        self._wait_for_flush_slot()
-        already = self._retry(self._flush)(batches)
-        self._last_flush = time.monotonic()
+        already: set[tuple[str, str]] = set()
+        for part in _by_table_count(batches, MAX_TABLES_PER_FLUSH):
+            self._wait_for_flush_slot()
+            already |= self._retry(self._flush)(part)
+            self._last_flush = time.monotonic()
         return [[f for f in b.files if (b.dataset, f.name) not in already] for b in batches]
 
     def _wait_for_flush_slot(self) -> None:
@@ -418,6 +423,19 @@ def _recent(column_sql: str, column_type: str) -> str:
     if column_type == "DATE":
         return f"({column_sql} >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
     return f"({column_sql} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
+
+
+def _by_table_count(batches: Sequence[Batch], limit: int) -> list[list[Batch]]:
+    """The batches in order, cut so that no part writes more than `limit` distinct tables."""
+    parts: list[list[Batch]] = [[]]
+    tables: set[str] = set()
+    for batch in batches:
+        if batch.table not in tables and len(tables) >= limit:
+            parts.append([])
+            tables = set()
+        tables.add(batch.table)
+        parts[-1].append(batch)
+    return [part for part in parts if part]
 
 
 def _staged_files(batches: Sequence[Batch]) -> pa.Table:

@@ -46,6 +46,33 @@ class Column:
     description: str = ""
 
 
+WINDOW_KINDS = ("query_range", "path_date")  # from/to-style query parameters, or a {settlementDate}-style path
+WINDOW_FILTERS = ("publish_time", "time_from", "measurement_time", "settlement_date", "start_time", "event_time")
+VERSIONS = ("all", "latest")  # does the API serve every version, or only the latest/resolved one
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """How the Insights API serves a dataset's history: one request covers at most `max_window_seconds`
+    of `window_filter`, asked for with `from_param`/`to_param` (query) or a date in the `path`."""
+
+    path: str  # e.g. /datasets/FUELINST/stream, /balancing/settlement/system-prices/{settlementDate}
+    stream: bool  # a bare JSON array (stream endpoints); otherwise {"data": [...]}
+    window_kind: str  # WINDOW_KINDS
+    from_param: str | None  # e.g. publishDateTimeFrom, from, settlementDateFrom; None for path_date
+    to_param: str | None
+    path_param: str | None  # e.g. settlementDate for path_date endpoints
+    window_filter: str  # WINDOW_FILTERS: what the window selects records by
+    max_window_seconds: int  # per request
+    max_window_source: str  # "spec: <quoted description>" or "known limit: <where it is documented>"
+    versions: str  # VERSIONS
+    extra_params: tuple[tuple[str, str], ...] = ()  # fixed query parameters the endpoint requires
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ApiEndpoint":
+        return cls(**{**d, "extra_params": tuple(tuple(p) for p in d.get("extra_params", ()))})
+
+
 @dataclass(frozen=True)
 class Dataset:
     code: str
@@ -68,6 +95,7 @@ class Dataset:
     api_max_range: str | None = None
     row_schema: str = ""
     schema_note: str = ""
+    api: ApiEndpoint | None = None  # None: the registry cannot classify an API endpoint for it
 
     def __post_init__(self) -> None:
         # A plain attribute, not a field: stays out of repr, eq, hash and asdict.
@@ -133,6 +161,7 @@ class Dataset:
             api_max_range=d.get("api_max_range"),
             row_schema=d.get("row_schema", ""),
             schema_note=d.get("schema_note", ""),
+            api=ApiEndpoint.from_dict(d["api"]) if d.get("api") else None,
         )
 
 

@@ -313,3 +313,67 @@ def test_usage_is_reported(wh):
     else:
         assert usage == {}
 
+
+
+# --- historic days: replace a range atomically --------------------------------------------------------
+
+def _day_rows(day, units, level=1, minutes=(0, 30)):
+    records = [
+        {"bmUnit": u, "timeFrom": f"{day}T10:{m:02d}:00Z", "settlementDate": day, "levelFrom": level}
+        for u in units for m in minutes
+    ]
+    converted, _ = batch({f"api_{day}": records})
+    return converted
+
+
+def _per_day(wh, table="bmrs_boalf"):
+    q = wh.quote
+    return wh.query(
+        f"SELECT {q('settlementDate')}, count(*), max({q('levelFrom')}) FROM {wh.table_ref(table)} GROUP BY 1 ORDER BY 1"
+    )
+
+
+def test_replacing_a_day_twice_never_doubles_it_and_leaves_other_days_alone(wh):
+    d1, d2 = dt.date(2025, 3, 30), dt.date(2025, 3, 31)
+    first = _day_rows("2025-03-30", ["A", "B"])
+    wh.ensure_table("bmrs_boalf", first.column_types, LAYOUT)
+    assert wh.replace_range("bmrs_boalf", "settlementDate", d1, d2, first.table) == 4
+    assert wh.replace_range("bmrs_boalf", "settlementDate", d2, d2 + dt.timedelta(1), _day_rows("2025-03-31", ["A"]).table) == 2
+    # re-materialising 30 March with revised data replaces it, and only it
+    assert wh.replace_range("bmrs_boalf", "settlementDate", d1, d2, _day_rows("2025-03-30", ["A", "B", "C"], level=7).table) == 6
+    assert wh.replace_range("bmrs_boalf", "settlementDate", d1, d2, _day_rows("2025-03-30", ["A", "B", "C"], level=7).table) == 6
+    assert _per_day(wh) == [(d1, 6, 7), (d2, 2, 1)]
+
+
+def test_an_empty_day_is_a_valid_replacement(wh):
+    d1 = dt.date(2025, 10, 26)
+    rows = _day_rows("2025-10-26", ["A"])
+    wh.ensure_table("bmrs_boalf", rows.column_types, LAYOUT)
+    wh.replace_range("bmrs_boalf", "settlementDate", d1, d1 + dt.timedelta(1), rows.table)
+    assert wh.replace_range("bmrs_boalf", "settlementDate", d1, d1 + dt.timedelta(1), rows.table.slice(0, 0)) == 0
+    assert _per_day(wh) == []
+
+
+def test_a_range_of_instants_is_replaced_by_utc_time(wh):
+    """A settlement day in Europe/London as UTC instants: 2025-03-30 is 23 hours long."""
+    start = dt.datetime(2025, 3, 29, 23, 0, tzinfo=UTC)
+    end = dt.datetime(2025, 3, 30, 23, 0, tzinfo=UTC)
+    rows = _day_rows("2025-03-30", ["A"], minutes=(0,))  # 10:00Z on the 30th: inside
+    wh.ensure_table("bmrs_boalf", rows.column_types, LAYOUT)
+    wh.replace_range("bmrs_boalf", "timeFrom", start, end, rows.table)
+    wh.replace_range("bmrs_boalf", "timeFrom", start, end, rows.table)
+    assert len(table_rows(wh, "bmrs_boalf")) == 1
+
+
+def test_rows_outside_the_range_are_refused_before_anything_changes(wh):
+    d1 = dt.date(2025, 3, 30)
+    rows = _day_rows("2025-03-30", ["A"])
+    wh.ensure_table("bmrs_boalf", rows.column_types, LAYOUT)
+    wh.replace_range("bmrs_boalf", "settlementDate", d1, d1 + dt.timedelta(1), rows.table)
+    stray = _day_rows("2025-03-31", ["Z"]).table
+    with pytest.raises(WarehouseError, match="2 rows of bmrs_boalf have no settlementDate in"):
+        wh.replace_range("bmrs_boalf", "settlementDate", d1, d1 + dt.timedelta(1), stray)
+    no_date = _day_rows("2025-03-30", ["Z"]).table.drop_columns(["settlementDate"])
+    with pytest.raises(WarehouseError, match="no settlementDate"):
+        wh.replace_range("bmrs_boalf", "settlementDate", d1, d1 + dt.timedelta(1), no_date)
+    assert _per_day(wh) == [(d1, 2, 1)]

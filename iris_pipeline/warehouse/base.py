@@ -18,6 +18,23 @@ class WarehouseError(RuntimeError):
     pass
 
 
+RangeBound = dt.date | dt.datetime  # a DATE column's range is in dates, a TIMESTAMP column's in UTC instants
+
+
+def rows_outside(rows: pa.Table, column: str, start: RangeBound, end: RangeBound) -> int:
+    """How many rows have no `column` value or one outside [start, end)."""
+    import pyarrow.compute as pc
+
+    if rows.num_rows == 0:
+        return 0
+    if column not in rows.column_names:
+        return rows.num_rows
+    values = rows[column]
+    lo, hi = pa.scalar(start, values.type), pa.scalar(end, values.type)
+    inside = pc.and_(pc.greater_equal(values, lo), pc.less(values, hi))
+    return rows.num_rows - pc.sum(pc.fill_null(inside, False).cast(pa.int64())).as_py()
+
+
 class QueryRefused(WarehouseError):
     """SQL a reader may not run: anything but one read statement, or file or network access."""
 
@@ -123,6 +140,13 @@ class Warehouse(abc.ABC):
         """`append` for several batches, in one transaction where the backend can (all or nothing).
         Returns, per batch, the files it loaded."""
         return [self.append(b.dataset, b.table, b.rows, b.files) for b in batches]
+
+    @abc.abstractmethod
+    def replace_range(self, table: str, column: str, start: RangeBound, end: RangeBound, rows: pa.Table) -> int:
+        """Replace every row whose `column` lies in [start, end) with `rows`, atomically: re-running the
+        same range never doubles anything (historic days from the Insights API). Every row must lie in
+        the range (checked: a row outside it, or with no value, would survive the next replacement).
+        Returns the number of rows inserted."""
 
     @abc.abstractmethod
     def ledger_datasets(self) -> set[str]:

@@ -14,6 +14,7 @@ table then gets at most 1,440 writes a day) and a backlog goes up in few, large 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -34,11 +35,13 @@ from iris_pipeline.warehouse.base import (
     Batch,
     LoadedFile,
     QueryRefused,
+    RangeBound,
     TableFreshness,
     TableLayout,
     Warehouse,
     WarehouseError,
     evolved_type,
+    rows_outside,
     valid_identifier,
 )
 
@@ -351,6 +354,35 @@ class BigQueryWarehouse(Warehouse):
                 except gexc.GoogleAPIError as exc:  # expires by itself; dropped at the next open too
                     log.warning("could not drop staging table %s: %s", table, exc)
 
+    def replace_range(self, table: str, column: str, start: RangeBound, end: RangeBound, rows: pa.Table) -> int:
+        if (outside := rows_outside(rows, column, start, end)):
+            raise WarehouseError(f"{outside} rows of {table} have no {column} in [{start}, {end})")
+        self._wait_for_flush_slot()
+        self._retry(self._replace)(table, column, start, end, rows)
+        self._last_flush = time.monotonic()
+        return rows.num_rows
+
+    def _replace(self, table: str, column: str, start: RangeBound, end: RangeBound, rows: pa.Table) -> None:
+        """Delete the range and insert its rows in one transaction (the range may span several day
+        partitions, e.g. a settlement day in UTC, so a partition overwrite would not fit)."""
+        staging = f"{STAGING_PREFIX}{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:8]}_range"
+        columns = self.table_columns(table) or {}
+        names = [valid_identifier(c) for c in rows.column_names]
+        try:
+            statements = ["BEGIN TRANSACTION;", f"DELETE FROM {self._sql_ref(table)} WHERE {self.quote(column)}"
+                          f" >= {_literal(start)} AND {self.quote(column)} < {_literal(end)};"]
+            if rows.num_rows:
+                schema = [bigquery.SchemaField(c, "STRING" if columns.get(c) == "JSON" else SCHEMA_TYPES[columns.get(c, "STRING")]) for c in names]
+                self._stage(staging, _for_staging(rows, columns), schema)
+                select = ", ".join(f"PARSE_JSON({self.quote(c)})" if columns.get(c) == "JSON" else self.quote(c) for c in names)
+                statements.append(f"INSERT INTO {self._sql_ref(table)} ({', '.join(self.quote(c) for c in names)})"
+                                  f" SELECT {select} FROM {self._sql_ref(staging)};")
+            statements.append("COMMIT TRANSACTION;")
+            self._run("\n".join(statements))
+        finally:
+            with contextlib.suppress(gexc.GoogleAPIError):
+                self.client.delete_table(self._ref(staging), not_found_ok=True)
+
     def _stage(self, table: str, rows: pa.Table, schema: list[bigquery.SchemaField]) -> None:
         bq_table = bigquery.Table(self._ref(table), schema=schema)
         bq_table.expires = dt.datetime.now(dt.timezone.utc) + STAGING_TTL
@@ -423,6 +455,15 @@ def _recent(column_sql: str, column_type: str) -> str:
     if column_type == "DATE":
         return f"({column_sql} >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
     return f"({column_sql} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY) OR {column_sql} IS NULL)"
+
+
+def _literal(value: RangeBound) -> str:
+    """A DATE or TIMESTAMP literal from a Python date or datetime (never from text)."""
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.astimezone(dt.timezone.utc).isoformat()}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    raise WarehouseError(f"a range bound must be a date or datetime, not {type(value).__name__}")
 
 
 def _by_table_count(batches: Sequence[Batch], limit: int) -> list[list[Batch]]:

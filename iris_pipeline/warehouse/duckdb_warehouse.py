@@ -22,11 +22,13 @@ from iris_pipeline.warehouse.base import (
     LEDGER_TABLE,
     LoadedFile,
     QueryRefused,
+    RangeBound,
     TableFreshness,
     TableLayout,
     Warehouse,
     WarehouseError,
     evolved_type,
+    rows_outside,
     valid_identifier,
 )
 
@@ -235,6 +237,26 @@ class DuckDBWarehouse(Warehouse):
                 con.unregister("_batch_rows")
                 con.unregister("_batch_files")
         return [list(b.files) for b in batches]
+
+    def replace_range(self, table: str, column: str, start: RangeBound, end: RangeBound, rows: pa.Table) -> int:
+        if (outside := rows_outside(rows, column, start, end)):
+            raise WarehouseError(f"{outside} rows of {table} have no {column} in [{start}, {end})")
+        name, col = quote_identifier(table), quote_identifier(column)
+        cols = ", ".join(quote_identifier(c) for c in rows.column_names)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end])
+            con.register("_range_rows", rows)
+            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _range_rows")
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                con.unregister("_range_rows")
+        return rows.num_rows
 
     def ledger_datasets(self) -> set[str]:
         return {code for (code,) in self.con.execute(f"SELECT DISTINCT dataset FROM {LEDGER_TABLE}").fetchall()}

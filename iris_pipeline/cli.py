@@ -29,10 +29,13 @@ def _ingest(args: argparse.Namespace) -> int:
                 spool, warehouse, datasets=args.dataset or None, chunk_files=args.chunk_files,
                 max_message_bytes=settings.max_message_bytes, **parallel,
             )
+            usage = warehouse.usage()
     except (SpoolLocked, WarehouseError) as exc:  # held too long by another process: say who, in a line
         print(f"iris-pipeline ingest: {exc}", file=sys.stderr)
         return 1
     print(report.summary())
+    if usage:  # BigQuery: what the drain cost
+        print("warehouse: " + ", ".join(f"{name.replace('_', ' ')} {value:,}" for name, value in sorted(usage.items())))
     if args.prune_archive:
         pruned = spool.prune_archive(settings.archive_retention_days)
         print(f"pruned {pruned.removed} archived files older than {settings.archive_retention_days} days")

@@ -4,6 +4,7 @@ import datetime as dt
 import http.client
 import http.server
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,7 @@ def test_cli_ingest_loads_a_spool_exactly_once_and_redeliveries_add_nothing(bigq
     first = _cli(bigquery_env, "ingest")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "total: 400 files" in first.stdout
+    assert re.search(r"^warehouse: .*load jobs \d+", first.stdout, re.M)  # what the drain cost, on BigQuery
     with _bq(bigquery_emulator, bq_dataset) as wh, DuckDBWarehouse(tmp_path / "warehouse.duckdb") as duck:
         written = {t for t in wh.tables() if t.endswith("_iris")}
         assert len(written) >= len(load_registry())  # every registered table exists, typed, from the start

@@ -1,4 +1,5 @@
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,10 @@ import pytest
 from iris_pipeline.registry import (
     COLUMN_TYPES,
     KEY_KINDS,
+    VERSIONS,
+    WINDOW_FILTERS,
+    WINDOW_KINDS,
+    ApiEndpoint,
     Dataset,
     is_valid_dataset_code,
     load_registry,
@@ -174,3 +179,165 @@ def test_generator_reproduces_committed_file(tmp_path):
     out = tmp_path / "datasets.json"
     subprocess.run([sys.executable, str(GENERATOR), "--out", str(out)], check=True, capture_output=True)
     assert out.read_bytes() == COMMITTED.read_bytes(), "datasets.json is stale: re-run the generator"
+
+
+# --- the historic API endpoint (`api`), classified by scripts/registry_api.py -------------------------
+
+def _load_registry_api():
+    spec = importlib.util.spec_from_file_location("registry_api", ROOT / "scripts" / "registry_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+registry_api = _load_registry_api()
+MUST_HAVE_API = ("FUELINST", "FUELHH", "FREQ", "MID", "BOALF", "BOD", "PN", "QPN", "MELS", "MILS", "DISBSAD",
+                 "NETBSAD", "DISEBSP", "REMIT", "INDGEN", "INDO", "ITSDO", "WINDFOR", "TEMP", "SYS_WARN")
+
+
+def test_required_datasets_have_an_api(registry):
+    missing = [code for code in MUST_HAVE_API if registry[code].api is None]
+    assert missing == []
+    assert registry["SYS_WARN"].api.path == "/datasets/SYSWARN/stream"
+    assert registry["E0361"].api.path == "/datasets/CDN/stream"
+    assert registry["LOLPDM"].api.path == "/datasets/LOLPDRM/stream"
+
+
+def test_only_unserved_datasets_lack_an_api(registry):
+    assert {d.code for d in registry if d.api is None} == set(registry_api.UNSERVED)
+    assert {"BOAV", "ISPSTACK", "OCNMFW"} <= set(registry_api.UNSERVED)
+
+
+def test_every_api_is_consistent(registry):
+    for ds in registry:
+        api = ds.api
+        if api is None:
+            continue
+        assert isinstance(api, ApiEndpoint), ds.code
+        assert api.window_kind in WINDOW_KINDS and api.window_filter in WINDOW_FILTERS, ds.code
+        assert api.versions in VERSIONS and api.max_window_seconds > 0, ds.code
+        assert api.max_window_source.strip(), ds.code
+        assert api.max_window_source.startswith(("spec: ", "known limit: ", "no documented limit: ")), ds.code
+        assert api.stream == api.path.endswith("/stream"), ds.code
+        assert isinstance(api.extra_params, tuple), ds.code
+        if api.window_kind == "query_range":
+            assert api.from_param and api.to_param and api.path_param is None, ds.code
+        else:
+            assert api.from_param is None and "{" + api.path_param + "}" in api.path, ds.code
+
+
+def test_bod_mid_and_freq_windows(registry):
+    bod = registry["BOD"].api
+    assert (bod.path, bod.from_param, bod.to_param) == ("/datasets/BOD/stream", "from", "to")
+    assert bod.max_window_seconds == 3600 and bod.window_filter == "time_from"
+    assert "domain.md" in bod.max_window_source
+    for code in ("MID", "mibm_mid"):
+        assert registry[code].api.max_window_seconds == 7 * 86400
+        assert registry[code].api.path == "/datasets/MID/stream"
+    freq = registry["FREQ"].api
+    assert freq == ApiEndpoint(
+        path="/datasets/FREQ/stream", stream=True, window_kind="query_range",
+        from_param="measurementDateTimeFrom", to_param="measurementDateTimeTo", path_param=None,
+        window_filter="measurement_time", max_window_seconds=86400, max_window_source=freq.max_window_source,
+        versions="all")
+    assert "24 hours" in freq.max_window_source and freq.max_window_source.startswith("spec: GET /datasets/FREQ ")
+
+
+def test_spec_limits_and_window_filters(registry):
+    assert registry["AGPT"].api.max_window_seconds == 4 * 86400
+    assert registry["ABUC"].api.max_window_seconds == 731 * 86400  # "2 years (731 days)"
+    assert registry["INDGEN"].api.max_window_seconds == 86400
+    assert registry["FUELINST"].api.from_param == "publishDateTimeFrom"
+    assert registry["FUELINST"].api.window_filter == "publish_time"
+    assert registry["PN"].api.window_filter == "settlement_date"
+    assert registry["MELS"].api.window_filter == "time_from"
+    assert registry["INDO"].api.path == "/datasets/INDO" and not registry["INDO"].api.stream
+
+
+def test_disebsp_is_one_settlement_date_per_request(registry):
+    api = registry["DISEBSP"].api
+    assert api.window_kind == "path_date" and api.path_param == "settlementDate"
+    assert api.path == "/balancing/settlement/system-prices/{settlementDate}" and not api.stream
+    assert api.window_filter == "settlement_date" and api.max_window_seconds == 86400
+    assert api.versions == "latest"  # "only ... the latest settlement run are returned"
+
+
+def test_resolved_and_latest_run_versions(registry):
+    assert registry["MELS"].api.versions == registry["MILS"].api.versions == "latest"
+    assert registry["SMSG"].api.versions == "latest"
+    assert registry["BOD"].api.versions == registry["FUELINST"].api.versions == "all"
+
+
+def _fragment(path: str, parameters: list, description: str = "", stream_sibling_description: str | None = None):
+    paths = {path: {"get": {"description": description, "parameters": parameters}}}
+    if stream_sibling_description is not None:
+        paths[path.removesuffix("/stream")] = {"get": {"description": stream_sibling_description}}
+    return {"paths": paths, "components": {"schemas": {}}}
+
+
+def _query(name, required=False, description=""):
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+def test_unclassifiable_endpoint_names_the_dataset():
+    doc = _fragment("/datasets/NEWDS/stream", [_query("bmUnit")])
+    with pytest.raises(registry_api.UnclassifiableEndpoint, match=r"NEWDS: .*/datasets/NEWDS/stream.*window"):
+        registry_api.classify_api("NEWDS", "NEWDS", doc, None, None)
+
+
+def test_unfillable_required_parameter_raises_unless_unserved(monkeypatch):
+    bid_offer = {"name": "bidOffer", "in": "path", "required": True, "schema": {"enum": ["bid", "offer"]}}
+    date = {"name": "settlementDate", "in": "path", "required": True, "description": "settlement date"}
+    path = "/balancing/x/{bidOffer}/{settlementDate}"
+    doc = _fragment(path, [bid_offer, date])
+    with pytest.raises(registry_api.UnclassifiableEndpoint, match="NEWDS: .*bidOffer"):
+        registry_api.classify_api("NEWDS", "NEWDS", doc, path, None)
+    monkeypatch.setitem(registry_api.UNSERVED, "NEWDS", "needs bid and offer")
+    assert registry_api.classify_api("NEWDS", "NEWDS", doc, path, None) is None
+
+
+def test_classifiable_dataset_listed_as_unserved_fails(monkeypatch):
+    doc = _fragment("/datasets/NEWDS/stream", [_query("publishDateTimeFrom"), _query("publishDateTimeTo")],
+                    stream_sibling_description="This API endpoint has a maximum range of 7 days.")
+    monkeypatch.setitem(registry_api.UNSERVED, "NEWDS", "stale")
+    with pytest.raises(registry_api.UnclassifiableEndpoint, match="NEWDS: .*UNSERVED"):
+        registry_api.classify_api("NEWDS", "NEWDS", doc, None, None)
+
+
+def test_missing_limit_fails_and_known_limit_fills_it(monkeypatch):
+    doc = _fragment("/datasets/NEWDS/stream", [_query("from", True, 'The "from" start time'), _query("to", True)],
+                    description="return any data where TimeFrom is within the requested time range.")
+    with pytest.raises(registry_api.UnclassifiableEndpoint, match="NEWDS: .*maximum window"):
+        registry_api.classify_api("NEWDS", "NEWDS", doc, None, None)
+    monkeypatch.setitem(registry_api.KNOWN_LIMITS, "NEWDS", (1800, "known limit: test"))
+    api = registry_api.classify_api("NEWDS", "NEWDS", doc, None, None)
+    assert (api["window_filter"], api["max_window_seconds"], api["max_window_source"]) == (
+        "time_from", 1800, "known limit: test")
+
+
+def test_stream_inherits_the_non_stream_limit_and_required_single_enum_is_filled():
+    fmt = {"name": "format", "in": "query", "required": True, "schema": {"enum": ["json"]}}
+    doc = _fragment("/datasets/NEWDS/stream",
+                    [_query("publishDateTimeFrom"), _query("publishDateTimeTo"), fmt],
+                    stream_sibling_description="Intro. This API endpoint provides a maximum data output range "
+                                               "of 2 years (731 days). More.")
+    api = registry_api.classify_api("NEWDS", "NEWDS", doc, None, None)
+    assert api["max_window_seconds"] == 731 * 86400 and api["extra_params"] == [["format", "json"]]
+    assert api["max_window_source"] == ('spec: GET /datasets/NEWDS (non-stream endpoint of the same dataset): '
+                                        '"This API endpoint provides a maximum data output range of 2 years '
+                                        '(731 days)"')
+    assert api["window_kind"] == "query_range" and api["window_filter"] == "publish_time"
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("This API endpoint provides a maximum data output range of 7 days.", 7 * 86400),
+    ("A maximum limit of 24 hours is applied to this endpoint to limit response size.", 86400),
+    ("It has a maximum date range of 1 hour.", 3600),
+    ("This API endpoint has a maximum range of 1 year (367 days).", 367 * 86400),
+    ("This API endpoint has a maximum range of 2 years.", None),  # years without a day count: ambiguous
+    ("This endpoint is subject to a limit of 100 requests per minute.", None),
+])
+def test_parse_max_window(text, seconds):
+    parsed = registry_api.parse_max_window(text)
+    assert (parsed[0] if parsed else None) == seconds

@@ -11,7 +11,10 @@ Each dataset entry carries: code, name, api_code, api_endpoint, api_stream_endpo
 api_window_params (csv tokens; a trailing "*" marks a required parameter), api_max_range, row_schema,
 columns [{name, type, description}] in the spec's property order, reference_time_field, time_fields,
 has_settlement_date, has_settlement_period, key_kind, natural_key, version_columns,
-cadence_seconds, notes, and "schema_note" only where the schema needed a caveat.
+cadence_seconds, notes, "schema_note" only where the schema needed a caveat, and "api": how the
+Insights API serves the dataset's history (registry.ApiEndpoint), classified from the spec by
+scripts/registry_api.py; null only for the datasets in its UNSERVED list. An endpoint it cannot
+classify fails the run. api_window_params/api_max_range are the csv's free text, kept for reference.
 
 key_kind:
   natural  one row per natural_key; a row with larger version_columns replaces the stored one.
@@ -28,6 +31,8 @@ import os
 import re
 import sys
 from pathlib import Path
+
+from registry_api import KNOWN_LIMITS, UNDOCUMENTED_WINDOWS, UNSERVED, UnclassifiableEndpoint, classify_api
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -308,6 +313,10 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             "cadence_seconds": cadence(code, names, has_sp),
             "notes": row["notes"].strip(),
         }
+        try:
+            entry["api"] = classify_api(code, api_code, spec.doc, endpoint, stream, names)
+        except UnclassifiableEndpoint as e:
+            problems.append(str(e))
         if schema_notes:
             entry["schema_note"] = " ".join(schema_notes)
         if code in datasets:
@@ -317,9 +326,11 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             print(f"{code:10} {len(columns):3d} columns  {kind:8} cadence={entry['cadence_seconds']:>8}s"
                   f"  {row_schema.rsplit('.', 1)[-1]}")
 
-    unknown = sorted(set(KEYS) - set(datasets))
-    if unknown:
-        problems.append(f"key rules for codes not in the csv: {unknown}")
+    for name, table in (("KEYS", KEYS), ("KNOWN_LIMITS", KNOWN_LIMITS),
+                        ("UNDOCUMENTED_WINDOWS", UNDOCUMENTED_WINDOWS), ("UNSERVED", UNSERVED)):
+        unknown = sorted(set(table) - set(datasets))
+        if unknown:
+            problems.append(f"{name} rules for codes not in the csv: {unknown}")
     if problems:
         raise SystemExit("registry generation failed:\n  " + "\n  ".join(problems))
 

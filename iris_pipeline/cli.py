@@ -1,4 +1,5 @@
-"""`iris-pipeline`: client (IRIS → spool), simulate (synthetic IRIS → spool), ingest (spool → warehouse)."""
+"""`iris-pipeline`: client (IRIS → spool), simulate (synthetic IRIS → spool), ingest (spool → warehouse),
+query (read the warehouse), backfill (Insights API history → warehouse)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,51 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """Historic settlement days from the Insights API into bmrs_<code>, through the same core as the
+    partitioned assets: each range of days replaces those days atomically, so a rerun adds nothing."""
+    from iris_pipeline.historic import load_days, split_days
+    from iris_pipeline.insights_api import InsightsApiError, InsightsClient
+    from iris_pipeline.registry import load_registry
+    from iris_pipeline.warehouse import WarehouseError, open_warehouse
+
+    if args.to_day < args.from_day:
+        print("iris-pipeline backfill: --to is before --from", file=sys.stderr)
+        return 2
+    registry = load_registry()
+    datasets = []
+    for code in args.dataset:
+        dataset = registry.get(code) or next((d for d in registry if d.api_code == code), None)
+        if dataset is None or dataset.api is None:
+            print(f"iris-pipeline backfill: {code}: no historic endpoint in the registry", file=sys.stderr)
+            return 2
+        datasets.append(dataset)
+    settings = Settings.from_env()
+    ranges = split_days(args.from_day, args.to_day, args.days_per_range)
+    total, done, failed = len(ranges) * len(datasets), 0, 0
+    progress = sys.stderr.isatty()
+    with InsightsClient(settings.elexon_api_base_url) as client:
+        for dataset in datasets:
+            for first, last in ranges:
+                try:
+                    # the warehouse is opened per range: DuckDB admits one writer, and ingest goes on between
+                    with open_warehouse(settings) as warehouse:
+                        loaded = load_days(warehouse, dataset, first, last, client.fetch)
+                except (InsightsApiError, WarehouseError, ValueError) as exc:
+                    failed += 1
+                    print(f"{dataset.code} {first}..{last} FAILED: {exc}")
+                    continue
+                finally:
+                    done += 1
+                    if progress:
+                        print(f"\r[{'#' * (30 * done // total):<30}] {done}/{total} ranges", end="", file=sys.stderr, flush=True)
+                for day, rows in loaded.rows_by_day.items():
+                    print(f"{dataset.code:<10} {day}  rows={rows}")
+    if progress:
+        print(file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from iris_pipeline.simulate import main_simulate
 
@@ -78,6 +124,15 @@ def _client(args: argparse.Namespace) -> int:
     from iris_pipeline.iris_client import main_client
 
     return main_client(args)
+
+
+def _day(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait while a load holds the warehouse (default: 600)",
     )
     query.set_defaults(func=_query)
+
+    backfill = sub.add_parser("backfill", help="load historic settlement days from the Insights API into bmrs_<code>")
+    backfill.add_argument("--dataset", action="append", required=True, help="dataset code, e.g. FUELINST (repeatable)")
+    backfill.add_argument("--from", dest="from_day", type=_day, required=True, help="first settlement day, YYYY-MM-DD")
+    backfill.add_argument("--to", dest="to_day", type=_day, required=True, help="last settlement day (inclusive)")
+    backfill.add_argument("--days-per-range", type=int, default=7, help="days fetched and replaced per transaction")
+    backfill.set_defaults(func=_backfill)
 
     simulate = sub.add_parser("simulate", help="write realistic synthetic IRIS messages into the spool")
     add_simulate_arguments(simulate)

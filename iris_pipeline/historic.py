@@ -15,26 +15,22 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from iris_pipeline import codec
+from iris_pipeline.insights_api import settlement_date_of, settlement_day_bounds as day_bounds
 from iris_pipeline.registry import ApiEndpoint, Dataset
 from iris_pipeline.warehouse.base import TableLayout, Warehouse
 
 log = logging.getLogger(__name__)
 
-LONDON = ZoneInfo("Europe/London")
+# A record published just after midnight can belong to the day before (FUELINST's 23:55 reading is
+# published at 00:00): windows that select by publish time reach this far beyond the days, and rows
+# are then kept by the day they belong to.
+FETCH_MARGIN = {"publish_time": dt.timedelta(hours=1)}
 Fetch = Callable[[ApiEndpoint, dt.datetime, dt.datetime], list[dict]]
-
-
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The settlement day as UTC instants [start, end): midnight to midnight in Europe/London."""
-    start = dt.datetime.combine(day, dt.time(), LONDON)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), LONDON)
-    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,8 @@ def load_days(
     if dataset.api is None:
         raise ValueError(f"{dataset.code}: the registry knows no Insights API endpoint for it")
     days = day_range(dataset, first, last)
-    fetch_start, fetch_end = day_bounds(first)[0], day_bounds(last)[1]
+    margin = FETCH_MARGIN.get(dataset.api.window_filter, dt.timedelta(0))
+    fetch_start, fetch_end = day_bounds(first)[0] - margin, day_bounds(last)[1] + margin
     records = fetch(dataset.api, fetch_start, fetch_end)
     now = now or dt.datetime.now(dt.timezone.utc)
     source = f"api:{dataset.api.path}:{first.isoformat()}..{last.isoformat()}"
@@ -114,7 +111,7 @@ def _rows_by_day(rows: pa.Table, days: DayRange) -> dict[dt.date, int]:
             counts[value] += 1
     else:
         for value in rows[days.column].to_pylist():
-            counts[value.astimezone(LONDON).date()] += 1
+            counts[settlement_date_of(value)] += 1
     return counts
 
 

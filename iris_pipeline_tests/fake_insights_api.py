@@ -79,6 +79,9 @@ class FakeInsightsApi:
             "/datasets/FUELINST/stream": _QueryEndpoint(
                 "publishDateTimeFrom", "publishDateTimeTo", None, True, lambda a, b: _every(a, b, 300, self._fuelinst)),
             "/datasets/BOD": _QueryEndpoint("from", "to", dt.timedelta(hours=1), False, lambda a, b: _every(a, b, 1800, self._bod)),
+            # BOD's stream keeps the one-hour window (production's limit: a looser one would hide the bug)
+            "/datasets/BOD/stream": _QueryEndpoint("from", "to", dt.timedelta(hours=1), True, lambda a, b: _every(a, b, 1800, self._bod)),
+            "/datasets/MID/stream": _QueryEndpoint("from", "to", dt.timedelta(days=7), True, lambda a, b: _every(a, b, 1800, self._mid)),
         }
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -123,6 +126,12 @@ class FakeInsightsApi:
                  "timeTo": _iso(start + dt.timedelta(minutes=30)), "levelFrom": 100, "levelTo": 100, "pairId": pair,
                  "offer": 80.0 + pair, "bid": 40.0 + pair, "bmUnit": unit, "nationalGridBmUnit": unit.split("_")[1]}
                 for unit in BM_UNITS for pair in PAIR_IDS]
+
+    def _mid(self, start: dt.datetime) -> list[dict]:
+        day, period = settlement_period_of(start)
+        return [{"dataset": "MID", "startTime": _iso(start), "dataProvider": provider, "settlementDate": day.isoformat(),
+                 "settlementPeriod": period, "price": 70.0 + period, "volume": 0.0 if provider == "N2EXMIDP" else 500.0}
+                for provider in ("APXMIDP", "N2EXMIDP")]
 
     def system_prices(self, day: dt.date) -> list[dict]:
         start = dt.datetime.combine(day, dt.time(), LONDON).astimezone(UTC)

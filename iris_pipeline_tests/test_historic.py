@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from iris_pipeline.historic import LONDON, day_bounds, load_days, split_days
+from iris_pipeline.historic import day_bounds, load_days, split_days
+from iris_pipeline.insights_api import settlement_date_of
 from iris_pipeline.registry import ApiEndpoint, load_registry
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -35,10 +36,10 @@ def disebsp_api(endpoint, start, end):
     """Settlement periods of every London day in the window (46, 48 or 50), as path-date requests give."""
     out, t = [], start
     while t < end:
-        local = t.astimezone(LONDON)
-        day_start = day_bounds(local.date())[0]
+        day = settlement_date_of(t)
+        day_start = day_bounds(day)[0]
         period = int((t - day_start).total_seconds() // 1800) + 1
-        out.append({"settlementDate": local.date().isoformat(), "settlementPeriod": period,
+        out.append({"settlementDate": day.isoformat(), "settlementPeriod": period,
                     "startTime": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "systemSellPrice": 80.0 + period})
         t += dt.timedelta(minutes=30)
     return out

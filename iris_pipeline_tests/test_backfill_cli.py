@@ -1,7 +1,6 @@
 """`iris-pipeline backfill` against a local server speaking the Insights API (BOD's one-hour window
 included): a week of FUELINST, MID, BOD and FREQ loads every record once, and again adds nothing."""
 
-import datetime as dt
 import subprocess
 
 import duckdb

@@ -34,7 +34,6 @@ from iris_pipeline.warehouse.base import (
     LEDGER_TABLE,
     Batch,
     LoadedFile,
-    QueryRefused,
     RangeBound,
     TableFreshness,
     TableLayout,

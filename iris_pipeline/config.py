@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ class Settings:
     archive_retention_days: int = 7
     freshness_minutes: float = 5.0
     client_max_silence_s: float = 600.0
+    historic_start: dt.date = dt.date(2025, 1, 1)  # first settlement day of the historic partitions
     max_message_bytes: int = 64 * 1024 * 1024  # real IRIS messages are a few KB, rarely several MB
 
     @classmethod
@@ -51,6 +53,7 @@ class Settings:
             freshness_minutes=float(env.get("IRIS_FRESHNESS_MINUTES", "5")),
             client_max_silence_s=float(env.get("IRIS_CLIENT_MAX_SILENCE_SECONDS", "600")),
             max_message_bytes=_positive_int(env, "IRIS_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
+            historic_start=_date(env, "IRIS_HISTORIC_START", dt.date(2025, 1, 1)),
         )
 
 
@@ -65,3 +68,13 @@ def _positive_int(env, name: str, default: int, unit: str = "bytes") -> int:
     if value <= 0:
         raise ValueError(f"{name} must be positive, not {value}")
     return value
+
+
+def _date(env, name: str, default: dt.date) -> dt.date:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a date, YYYY-MM-DD, not {raw!r}") from None

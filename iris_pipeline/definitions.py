@@ -7,6 +7,7 @@ from iris_pipeline.defs.archive import build_archive_retention
 from iris_pipeline.defs.client import build_client_health_check, iris_feed
 from iris_pipeline.defs.iris_tables import build_iris_tables
 from iris_pipeline.defs.health_job import build_health_job, health_schedule
+from iris_pipeline.defs.historic import build_historic_assets, build_historic_schedules
 from iris_pipeline.defs.jobs import iris_ingest
 from iris_pipeline.defs.quarantine import spool_quarantine_check
 from iris_pipeline.defs.resources import resources_from_env
@@ -23,12 +24,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         storage_kind=settings.warehouse,
     )
     iris_health = build_health_job(registry, settings.freshness_minutes * 60, settings.client_max_silence_s)
+    historic_jobs, historic_schedules = build_historic_schedules(registry, settings.historic_start)
     return dg.Definitions(
-        assets=[iris_feed, iris_tables],
+        assets=[iris_feed, iris_tables, *build_historic_assets(registry, settings.historic_start, settings.warehouse)],
         asset_checks=[build_client_health_check(settings), spool_quarantine_check],
-        jobs=[iris_ingest, iris_health, prune_job],
+        jobs=[iris_ingest, iris_health, prune_job, *historic_jobs],
         sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
-        schedules=[health_schedule(iris_health), prune_schedule],
+        schedules=[health_schedule(iris_health), prune_schedule, *historic_schedules],
         resources=resources_from_env(settings),
     )
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from iris_pipeline import codec
 from iris_pipeline.insights_api import settlement_date_of, settlement_day_bounds as day_bounds
-from iris_pipeline.registry import ApiEndpoint, Dataset
+from iris_pipeline.registry import ApiEndpoint, Dataset, validate_dataset_code
 from iris_pipeline.warehouse.base import TableLayout, Warehouse
 
 log = logging.getLogger(__name__)
@@ -64,19 +68,30 @@ class DaysLoaded:
     records_outside: int  # returned by the API for the window but belonging to another day
 
 
+def fetch_days(dataset: Dataset, first: dt.date, last: dt.date, fetch: Fetch) -> list[dict]:
+    """The API's records for settlement days first..last (and a margin: see FETCH_MARGIN)."""
+    if dataset.api is None:
+        raise ValueError(f"{dataset.code}: the registry knows no Insights API endpoint for it")
+    margin = FETCH_MARGIN.get(dataset.api.window_filter, dt.timedelta(0))
+    return fetch(dataset.api, day_bounds(first)[0] - margin, day_bounds(last)[1] + margin)
+
+
 def load_days(
     warehouse: Warehouse, dataset: Dataset, first: dt.date, last: dt.date, fetch: Fetch,
     *, now: dt.datetime | None = None,
 ) -> DaysLoaded:
     """Fetch settlement days first..last (inclusive) of `dataset` and replace them in its historic table."""
-    if dataset.api is None:
-        raise ValueError(f"{dataset.code}: the registry knows no Insights API endpoint for it")
+    return replace_days(warehouse, dataset, first, last, fetch_days(dataset, first, last, fetch), now=now)
+
+
+def replace_days(
+    warehouse: Warehouse, dataset: Dataset, first: dt.date, last: dt.date, records: list[dict],
+    *, now: dt.datetime | None = None,
+) -> DaysLoaded:
+    """Type `records` by the registry and make them the whole of days first..last in `bmrs_<code>`."""
     days = day_range(dataset, first, last)
-    margin = FETCH_MARGIN.get(dataset.api.window_filter, dt.timedelta(0))
-    fetch_start, fetch_end = day_bounds(first)[0] - margin, day_bounds(last)[1] + margin
-    records = fetch(dataset.api, fetch_start, fetch_end)
     now = now or dt.datetime.now(dt.timezone.utc)
-    source = f"api:{dataset.api.path}:{first.isoformat()}..{last.isoformat()}"
+    source = f"api:{dataset.api.path if dataset.api else dataset.code}:{first.isoformat()}..{last.isoformat()}"
     converted = codec.to_records_table(
         records,
         {c.name: c.type for c in dataset.columns},
@@ -92,6 +107,67 @@ def load_days(
     kept = rows.filter(inside)
     warehouse.replace_range(table, days.column, days.start, days.end, kept)
     return DaysLoaded(dataset.code, first, last, _rows_by_day(kept, days), len(records), rows.num_rows - kept.num_rows)
+
+
+# --- extracts on disk: the Dagster assets fetch without holding the warehouse, then load in seconds ---
+
+def extract_dir(root: str | os.PathLike[str], dataset: Dataset) -> Path:
+    return Path(root) / "historic" / validate_dataset_code(dataset.code)
+
+
+def extract_days(root: str | os.PathLike[str], dataset: Dataset, first: dt.date, last: dt.date, fetch: Fetch) -> dict[dt.date, int]:
+    """Fetch days first..last and write each day's records to `<root>/historic/<CODE>/<day>.json`
+    (written elsewhere, then renamed into place; an empty day is `[]`). Returns records per day."""
+    days = day_range(dataset, first, last)
+    by_day: dict[dt.date, list[dict]] = {first + dt.timedelta(days=i): [] for i in range((last - first).days + 1)}
+    unplaced = 0
+    for record in fetch_days(dataset, first, last, fetch):
+        day = _day_of(record, days)
+        if day in by_day:
+            by_day[day].append(record)
+        elif day is None:
+            unplaced += 1
+    if unplaced:  # no day to put them in: the load would drop them too, so say so
+        log.warning("%s: %d records without a readable %s were not extracted", dataset.code, unplaced, days.column)
+    directory = extract_dir(root, dataset)
+    directory.mkdir(parents=True, exist_ok=True)
+    for day, records in by_day.items():
+        target = directory / f"{day.isoformat()}.json"
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(orjson.dumps(records))
+        os.replace(tmp, target)
+    return {day: len(records) for day, records in by_day.items()}
+
+
+def load_extracted_days(
+    warehouse: Warehouse, root: str | os.PathLike[str], dataset: Dataset, first: dt.date, last: dt.date
+) -> DaysLoaded:
+    """Replace days first..last in `bmrs_<code>` with their extracts (every day must have one)."""
+    directory = extract_dir(root, dataset)
+    records: list[dict] = []
+    for i in range((last - first).days + 1):
+        path = directory / f"{(first + dt.timedelta(days=i)).isoformat()}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{dataset.code}: no extract for {path.stem} at {path}: extract the day first")
+        records += orjson.loads(path.read_bytes())
+    return replace_days(warehouse, dataset, first, last, records)
+
+
+def _day_of(record: dict, days: DayRange) -> dt.date | None:
+    """The settlement day a raw record belongs to (its settlement date, else its time in London)."""
+    value = record.get(days.column)
+    if not isinstance(value, str):
+        return None
+    try:
+        if days.column == "settlementDate":
+            return dt.date.fromisoformat(value[:10])
+        # the API sends up to 7 fractional digits (`...00.0000000+00:00`); Python reads at most 6
+        return settlement_date_of(dt.datetime.fromisoformat(_FRACTION_RE.sub(r"\1", value)))
+    except ValueError:
+        return None
+
+
+_FRACTION_RE = re.compile(r"(\.\d{6})\d+")
 
 
 def _inside(rows: pa.Table, days: DayRange) -> pa.Array:

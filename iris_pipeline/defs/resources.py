@@ -73,6 +73,19 @@ class BigQueryWarehouseResource(BigQueryResource):
                 yield warehouse
 
 
+class InsightsApiResource(dg.ConfigurableResource):
+    """Elexon's Insights API (ELEXON_API_BASE_URL), for the historic assets."""
+
+    base_url: str = "https://data.elexon.co.uk/bmrs/api/v1"
+
+    @contextmanager
+    def client(self):
+        from iris_pipeline.insights_api import InsightsClient
+
+        with InsightsClient(self.base_url) as client:
+            yield client
+
+
 def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     """The warehouse resource for this environment: DuckDB locally, BigQuery in production."""
     if settings.warehouse == "bigquery":
@@ -91,4 +104,8 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
 
 def resources_from_env(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or Settings.from_env()
-    return {"spool": SpoolResource(root=str(settings.spool_dir)), "warehouse": warehouse_resource(settings)}
+    return {
+        "spool": SpoolResource(root=str(settings.spool_dir)),
+        "warehouse": warehouse_resource(settings),
+        "insights_api": InsightsApiResource(base_url=settings.elexon_api_base_url),
+    }

@@ -142,15 +142,22 @@ def extract_days(root: str | os.PathLike[str], dataset: Dataset, first: dt.date,
 def load_extracted_days(
     warehouse: Warehouse, root: str | os.PathLike[str], dataset: Dataset, first: dt.date, last: dt.date
 ) -> DaysLoaded:
-    """Replace days first..last in `bmrs_<code>` with their extracts (every day must have one)."""
+    """Replace days first..last in `bmrs_<code>` with their extracts (every day must have one), then
+    delete the extracts: the warehouse holds the days now (a year of BOD would be ~27 GB of JSON)."""
     directory = extract_dir(root, dataset)
     records: list[dict] = []
-    for i in range((last - first).days + 1):
-        path = directory / f"{(first + dt.timedelta(days=i)).isoformat()}.json"
+    paths = [directory / f"{(first + dt.timedelta(days=i)).isoformat()}.json" for i in range((last - first).days + 1)]
+    for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"{dataset.code}: no extract for {path.stem} at {path}: extract the day first")
+            raise FileNotFoundError(
+                f"{dataset.code}: no extract for {path.stem} at {path}: materialise"
+                f" {dataset.historic_table_name}_api_extract for that day first"
+            )
         records += orjson.loads(path.read_bytes())
-    return replace_days(warehouse, dataset, first, last, records)
+    loaded = replace_days(warehouse, dataset, first, last, records)
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return loaded
 
 
 def _day_of(record: dict, days: DayRange) -> dt.date | None:

@@ -57,6 +57,21 @@ def test_a_partition_holds_its_settlement_day_and_rematerialising_replaces_it(ru
     (bod,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("bmrs_bod")]
     metadata = {k: v.value for k, v in bod.materialization.metadata.items()}
     assert metadata["rows_by_day"] == {"2025-03-30": 184} and metadata["dagster/table_name"] == "main.bmrs_bod"
+    assert not list((tmp_path / "spool" / "historic").rglob("*.json"))  # extracts go once loaded
+
+
+def test_a_table_partition_without_its_extract_says_what_to_run(run, registry, tmp_path):
+    assets = build_historic_assets(registry, START)
+    result = dg.materialize(
+        assets, selection=[dg.AssetKey("bmrs_freq")], partition_key="2025-03-30", raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"spool": SpoolResource(root=str(tmp_path / "spool")),
+                   "warehouse": DuckDBWarehouseResource(path=str(tmp_path / "w.duckdb")),
+                   "insights_api": InsightsApiResource()},
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "materialise bmrs_freq_api_extract for that day first" in str(failure.event_specific_data.error)
 
 
 def test_a_backfill_of_several_days_runs_as_one_run_with_one_replacement(run, tmp_path):

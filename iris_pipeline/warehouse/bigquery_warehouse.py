@@ -318,17 +318,11 @@ class BigQueryWarehouse(Warehouse):
             for i, batch in enumerate(batches):
                 if batch.rows.num_rows == 0:
                     continue
-                columns = self.table_columns(batch.table) or {}
-                names = [valid_identifier(c) for c in batch.rows.column_names]
-                schema = [bigquery.SchemaField(c, "STRING" if columns.get(c) == "JSON" else SCHEMA_TYPES[columns.get(c, "STRING")]) for c in names]
                 rows_table = f"{token}_{i}"
-                self._stage(rows_table, _for_staging(batch.rows, columns), schema)
                 staged.append(rows_table)
-                select = ", ".join(f"PARSE_JSON({self.quote(c)})" if columns.get(c) == "JSON" else self.quote(c) for c in names)
+                insert = self._stage_insert(batch.table, rows_table, batch.rows)
                 inserts.append(
-                    f"INSERT INTO {self._sql_ref(batch.table)} ({', '.join(self.quote(c) for c in names)})\n"
-                    f"  SELECT {select} FROM {self._sql_ref(rows_table)}\n"
-                    f"  WHERE _source_file NOT IN (SELECT _source_file FROM {self._sql_ref(files_table)}"
+                    f"{insert}\n  WHERE _source_file NOT IN (SELECT _source_file FROM {self._sql_ref(files_table)}"
                     f" WHERE already AND dataset = '{batch.dataset}');"
                 )
             files_ref, ledger = self._sql_ref(files_table), self._sql_ref(LEDGER_TABLE)
@@ -365,22 +359,27 @@ class BigQueryWarehouse(Warehouse):
         """Delete the range and insert its rows in one transaction (the range may span several day
         partitions, e.g. a settlement day in UTC, so a partition overwrite would not fit)."""
         staging = f"{STAGING_PREFIX}{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:8]}_range"
-        columns = self.table_columns(table) or {}
-        names = [valid_identifier(c) for c in rows.column_names]
         try:
             statements = ["BEGIN TRANSACTION;", f"DELETE FROM {self._sql_ref(table)} WHERE {self.quote(column)}"
                           f" >= {_literal(start)} AND {self.quote(column)} < {_literal(end)};"]
             if rows.num_rows:
-                schema = [bigquery.SchemaField(c, "STRING" if columns.get(c) == "JSON" else SCHEMA_TYPES[columns.get(c, "STRING")]) for c in names]
-                self._stage(staging, _for_staging(rows, columns), schema)
-                select = ", ".join(f"PARSE_JSON({self.quote(c)})" if columns.get(c) == "JSON" else self.quote(c) for c in names)
-                statements.append(f"INSERT INTO {self._sql_ref(table)} ({', '.join(self.quote(c) for c in names)})"
-                                  f" SELECT {select} FROM {self._sql_ref(staging)};")
+                statements.append(self._stage_insert(table, staging, rows) + ";")
             statements.append("COMMIT TRANSACTION;")
             self._run("\n".join(statements))
         finally:
             with contextlib.suppress(gexc.GoogleAPIError):
                 self.client.delete_table(self._ref(staging), not_found_ok=True)
+
+    def _stage_insert(self, table: str, staging: str, rows: pa.Table) -> str:
+        """Load `rows` into the staging table `staging` and return the INSERT (no WHERE, no `;`) that
+        copies them into `table`. JSON travels as text and is parsed on the way in."""
+        columns = self.table_columns(table) or {}
+        names = [valid_identifier(c) for c in rows.column_names]
+        staged_type = {c: "STRING" if columns.get(c) == "JSON" else SCHEMA_TYPES[columns.get(c, "STRING")] for c in names}
+        self._stage(staging, _for_staging(rows, columns), [bigquery.SchemaField(c, staged_type[c]) for c in names])
+        select = ", ".join(f"PARSE_JSON({self.quote(c)})" if columns.get(c) == "JSON" else self.quote(c) for c in names)
+        return (f"INSERT INTO {self._sql_ref(table)} ({', '.join(self.quote(c) for c in names)})\n"
+                f"  SELECT {select} FROM {self._sql_ref(staging)}")
 
     def _stage(self, table: str, rows: pa.Table, schema: list[bigquery.SchemaField]) -> None:
         bq_table = bigquery.Table(self._ref(table), schema=schema)

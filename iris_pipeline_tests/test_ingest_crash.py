@@ -52,7 +52,9 @@ def test_sigkill_at_random_points_then_rerun_is_exactly_once(spool, pipeline_env
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            killed_mid_way += 0 < _files_in_ledger(warehouse_path) < total
+            # Mid-way: work was left, either uncommitted or committed but not yet archived (archiving
+            # runs behind the commits on the workers, so under load the ledger can be complete first).
+            killed_mid_way += 0 < _files_in_ledger(warehouse_path) and _moved_out(spool) < total
         proc.wait(timeout=30)
     final = _ingest(pipeline_env)
     out, _ = final.communicate(timeout=120)

@@ -66,3 +66,17 @@ def is_up(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_dom(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium (flags: see .library/env)."""
+    assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (make test does)"
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90,
+    ).stdout

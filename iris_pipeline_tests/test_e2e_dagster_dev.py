@@ -1,16 +1,14 @@
 """End to end, as `make dev` runs it: the simulator and a real `dagster dev`, rows arriving within a minute,
 and the assets visible in the web UI (headless Chromium)."""
 
-import shutil
-import subprocess
 import time
 
 import pytest
 
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
-from iris_pipeline_tests.dagster_process import VENV_BIN, graphql, is_up, start, start_dagster_dev, stop
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from iris_pipeline_tests.dagster_process import (
+    VENV_BIN, chromium_dom, graphql, is_up, start, start_dagster_dev, stop,
+)
 
 
 def _materialized(port, key):
@@ -49,12 +47,5 @@ def test_make_dev_shows_rows_arriving_within_a_minute(dagster_dev):
         assert wh.query("SELECT count(*) FROM bmrs_freq_iris")[0][0] > 0
         assert wh.query("SELECT count(DISTINCT dataset) FROM iris_ingest_log")[0][0] >= 5
 
-    assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (make test does)"
-    dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom",
-         f"http://127.0.0.1:{port}/assets/bmrs_freq_iris"],
-        capture_output=True, text=True, timeout=90,
-    ).stdout
+    dom = chromium_dom(f"http://127.0.0.1:{port}/assets/bmrs_freq_iris", tmp_path / "chromium")
     assert "bmrs_freq_iris" in dom and "as received from Elexon IRIS" in dom

@@ -2,15 +2,13 @@
 `dagster dev`, against a local server speaking the Insights API; the partitioned asset is in the UI."""
 
 import datetime as dt
-import subprocess
 import time
 
 import pytest
 
 from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
-from iris_pipeline_tests.dagster_process import graphql, is_up, start_dagster_dev, stop
+from iris_pipeline_tests.dagster_process import chromium_dom, graphql, is_up, start_dagster_dev, stop
 from iris_pipeline_tests.fake_insights_api import FakeInsightsApi
-from iris_pipeline_tests.test_e2e_dagster_dev import CHROMIUM
 
 DAYS = ["2025-03-28", "2025-03-29", "2025-03-30"]
 LAUNCH = """mutation {
@@ -45,14 +43,7 @@ def test_a_backfill_launched_like_the_ui_does_loads_each_day_once(tmp_path, pipe
                 time.sleep(2)
             assert status == "COMPLETED_SUCCESS", (tmp_path / "dev.log").read_text()[-3000:]
 
-            assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (make test does)"
-            dom = subprocess.run(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom",
-                 f"http://127.0.0.1:{port}/assets/bmrs_freq?view=partitions"],
-                capture_output=True, text=True, timeout=90,
-            ).stdout
+            dom = chromium_dom(f"http://127.0.0.1:{port}/assets/bmrs_freq?view=partitions", tmp_path / "chromium")
             assert "bmrs_freq" in dom and "Partition" in dom
         finally:
             stop(dev)

@@ -158,7 +158,6 @@ class BigQueryWarehouse(Warehouse):
     def table_ref(self, table: str) -> str:
         return f"`{self._ref(table)}`"
 
-    _sql_ref = table_ref
 
     def close(self) -> None:
         self.client.close()
@@ -189,7 +188,7 @@ class BigQueryWarehouse(Warehouse):
         changes = []
         if added:  # NULLABLE columns: metadata only, no rewrite, no bytes billed
             self._run("\n".join(
-                f"ALTER TABLE {self._sql_ref(table)} ADD COLUMN IF NOT EXISTS {self.quote(c)} {SCHEMA_TYPES[t]};"
+                f"ALTER TABLE {self.table_ref(table)} ADD COLUMN IF NOT EXISTS {self.quote(c)} {SCHEMA_TYPES[t]};"
                 for c, t in added.items()
             ))
             self._columns[table].update(added)
@@ -216,7 +215,7 @@ class BigQueryWarehouse(Warehouse):
             f", clustered by {', '.join(cluster)}" if cluster else "")
 
     def _widen(self, table: str, column: str, current: str, target: str) -> None:
-        ref, col = self._sql_ref(table), self.quote(column)
+        ref, col = self.table_ref(table), self.quote(column)
         if target == "FLOAT64" and current == "INT64":  # a widening BigQuery does in place
             self._run(f"ALTER TABLE {ref} ALTER COLUMN {col} SET DATA TYPE FLOAT64")
             return
@@ -258,7 +257,7 @@ class BigQueryWarehouse(Warehouse):
             part = pairs[start:start + PROBE_NAMES_PER_QUERY]
             dates = sorted({file_date(n) for _, n in part})
             rows = self._run(
-                f"SELECT dataset, _source_file, sha256 FROM {self._sql_ref(LEDGER_TABLE)}"
+                f"SELECT dataset, _source_file, sha256 FROM {self.table_ref(LEDGER_TABLE)}"
                 " WHERE file_date IN UNNEST(@dates) AND dataset IN UNNEST(@datasets) AND _source_file IN UNNEST(@names)",
                 [bigquery.ArrayQueryParameter("dates", "DATE", dates),
                  bigquery.ArrayQueryParameter("datasets", "STRING", sorted({d for d, _ in part})),
@@ -271,7 +270,7 @@ class BigQueryWarehouse(Warehouse):
         return found
 
     def ledger_datasets(self) -> set[str]:
-        return {code for (code,) in self._run(f"SELECT DISTINCT dataset FROM {self._sql_ref(LEDGER_TABLE)}")}
+        return {code for (code,) in self._run(f"SELECT DISTINCT dataset FROM {self.table_ref(LEDGER_TABLE)}")}
 
     # --- writing --------------------------------------------------------------------------------
     def append(self, dataset: str, table: str, rows: pa.Table, files: Sequence[LoadedFile]) -> list[LoadedFile]:
@@ -322,10 +321,10 @@ class BigQueryWarehouse(Warehouse):
                 staged.append(rows_table)
                 insert = self._stage_insert(batch.table, rows_table, batch.rows)
                 inserts.append(
-                    f"{insert}\n  WHERE _source_file NOT IN (SELECT _source_file FROM {self._sql_ref(files_table)}"
+                    f"{insert}\n  WHERE _source_file NOT IN (SELECT _source_file FROM {self.table_ref(files_table)}"
                     f" WHERE already AND dataset = '{batch.dataset}');"
                 )
-            files_ref, ledger = self._sql_ref(files_table), self._sql_ref(LEDGER_TABLE)
+            files_ref, ledger = self.table_ref(files_table), self.table_ref(LEDGER_TABLE)
             script = "\n".join([
                 f"DECLARE dates ARRAY<DATE> DEFAULT (SELECT ARRAY_AGG(DISTINCT file_date) FROM {files_ref});",
                 "BEGIN TRANSACTION;",
@@ -360,7 +359,7 @@ class BigQueryWarehouse(Warehouse):
         partitions, e.g. a settlement day in UTC, so a partition overwrite would not fit)."""
         staging = f"{STAGING_PREFIX}{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:8]}_range"
         try:
-            statements = ["BEGIN TRANSACTION;", f"DELETE FROM {self._sql_ref(table)} WHERE {self.quote(column)}"
+            statements = ["BEGIN TRANSACTION;", f"DELETE FROM {self.table_ref(table)} WHERE {self.quote(column)}"
                           f" >= {_literal(start)} AND {self.quote(column)} < {_literal(end)};"]
             if rows.num_rows:
                 statements.append(self._stage_insert(table, staging, rows) + ";")
@@ -378,8 +377,8 @@ class BigQueryWarehouse(Warehouse):
         staged_type = {c: "STRING" if columns.get(c) == "JSON" else SCHEMA_TYPES[columns.get(c, "STRING")] for c in names}
         self._stage(staging, _for_staging(rows, columns), [bigquery.SchemaField(c, staged_type[c]) for c in names])
         select = ", ".join(f"PARSE_JSON({self.quote(c)})" if columns.get(c) == "JSON" else self.quote(c) for c in names)
-        return (f"INSERT INTO {self._sql_ref(table)} ({', '.join(self.quote(c) for c in names)})\n"
-                f"  SELECT {select} FROM {self._sql_ref(staging)}")
+        return (f"INSERT INTO {self.table_ref(table)} ({', '.join(self.quote(c) for c in names)})\n"
+                f"  SELECT {select} FROM {self.table_ref(staging)}")
 
     def _stage(self, table: str, rows: pa.Table, schema: list[bigquery.SchemaField]) -> None:
         bq_table = bigquery.Table(self._ref(table), schema=schema)
@@ -415,13 +414,13 @@ class BigQueryWarehouse(Warehouse):
             part = (bq_table.time_partitioning.field if bq_table.time_partitioning else None) or "_ingested_at"
             recent = _recent(self.quote(part), columns.get(part, "TIMESTAMP"))
             latest = (
-                f"(SELECT MAX({self.quote(reference)}) FROM {self._sql_ref(table)} WHERE {recent})"
+                f"(SELECT MAX({self.quote(reference)}) FROM {self.table_ref(table)} WHERE {recent})"
                 if reference and columns.get(reference) == "TIMESTAMP" else "CAST(NULL AS TIMESTAMP)"
             )
             selects.append(
-                f"SELECT '{dataset}' AS dataset, (SELECT MAX(ingested_at) FROM {self._sql_ref(LEDGER_TABLE)}"
+                f"SELECT '{dataset}' AS dataset, (SELECT MAX(ingested_at) FROM {self.table_ref(LEDGER_TABLE)}"
                 f" WHERE dataset = '{dataset}' AND ({_recent('file_date', 'DATE')} OR file_date = '{UNDATED}')) AS last_ingested, {latest} AS latest,"
-                f" (SELECT COUNT(*) FROM {self._sql_ref(table)}) AS row_count"  # from metadata: no bytes read
+                f" (SELECT COUNT(*) FROM {self.table_ref(table)}) AS row_count"  # from metadata: no bytes read
             )
         if selects:
             for dataset, last, latest, count in self._run("\nUNION ALL\n".join(selects)):
@@ -429,9 +428,6 @@ class BigQueryWarehouse(Warehouse):
         return result
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        return self.read(sql, params)
-
-    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """One read statement: a dry run says the statement's type before anything runs."""
         from iris_pipeline.warehouse.bigquery_read import read_statement_type
 

@@ -123,7 +123,9 @@ def to_records_table(
     unmapped: dict[str, None] = {}
     for record in records:
         if not record.keys() <= names.keys():
-            for name in record.keys() - names.keys() - unmapped.keys():
+            # in the record's own order: a set difference iterates in hash order, which differs per
+            # process (PYTHONHASHSEED), and would decide which spelling becomes the column
+            for name in [n for n in record if n not in names and n not in unmapped]:
                 if COLUMN_NAME_RE.fullmatch(name) and folded.setdefault(name.lower(), name) == name:
                     names[name] = None
                 else:

@@ -29,7 +29,8 @@ def dataset_freshness(
     max_lag_s: float = DEFAULT_MAX_LAG_S,
 ) -> Verdict:
     """Fails (ERROR) when the table is more than `max_lag_s` behind the spool; warns when the feed
-    itself has gone quiet for longer than the dataset's cadence plus `max_lag_s`."""
+    itself has gone quiet for longer than the dataset's cadence plus `max_lag_s` (never for an
+    event-driven dataset: SYS_WARN can be silent for weeks and nothing is wrong)."""
     backlog_age = max(0.0, now.timestamp() - pending["oldest_mtime"]) if pending else 0.0
     since_load = (now - freshness.last_ingested_at).total_seconds() if freshness.last_ingested_at else None
     metadata = {
@@ -39,7 +40,7 @@ def dataset_freshness(
         "latest_reference_time": freshness.latest_reference_time.isoformat() if freshness.latest_reference_time else None,
         "rows": freshness.rows,
         "max_lag_seconds": max_lag_s,
-        "expected_cadence_seconds": dataset.cadence_seconds,
+        "expected_cadence_seconds": dataset.expected_cadence_seconds,
     }
     if backlog_age > max_lag_s:
         return Verdict(
@@ -50,12 +51,12 @@ def dataset_freshness(
         )
     if since_load is None:
         return Verdict(False, "WARN", "no data loaded yet", metadata)
-    quiet_limit = dataset.cadence_seconds + max_lag_s
-    if since_load > quiet_limit:
+    cadence = dataset.expected_cadence_seconds
+    if cadence is not None and since_load > cadence + max_lag_s:
         return Verdict(
             False, "WARN",
             f"no new data for {since_load / 60:.1f} min; {dataset.code} normally arrives every"
-            f" {dataset.cadence_seconds / 60:.0f} min",
+            f" {cadence / 60:.0f} min",
             metadata,
         )
     return Verdict(True, "ERROR", f"up to date (last load {since_load:.0f}s ago, backlog {backlog_age:.0f}s)", metadata)

@@ -14,6 +14,7 @@ from iris_pipeline.registry import (
     WINDOW_KINDS,
     ApiEndpoint,
     Dataset,
+    VersionTerm,
     is_valid_dataset_code,
     load_registry,
     table_name_for,
@@ -114,13 +115,33 @@ def test_specific_keys(registry):
     assert registry["FUELINST"].version_columns == ("publishTime",)
     for code in ("MID", "mibm_mid"):
         assert registry[code].natural_key == ("settlementDate", "settlementPeriod", "dataProvider")
+        assert registry[code].version_columns == ("sourceFileDateTime", "sourceFileSerialNumber")
+        assert registry[code].column("sourceFileDateTime").type == "TIMESTAMP"
+        assert registry[code].column("sourceFileSerialNumber").type == "INT64"
     assert registry["BOALF"].natural_key == ("bmUnit", "acceptanceNumber", "timeFrom")
-    assert registry["BOALF"].version_columns == ("acceptanceTime",)
-    assert registry["DISEBSP"].version_columns == ("createdDateTime",)
+    # acceptanceTime is the same on every row of an acceptance: an amendment wins by its flag
+    assert registry["BOALF"].version_order == (VersionTerm("amendmentFlag", ("ORI", "AMD")),)
+    assert registry["DISEBSP"].key_kind == "vintage"
+    assert registry["DISEBSP"].latest_key == ("settlementDate", "settlementPeriod")
     assert registry["REMIT"].natural_key == ("mrid", "revisionNumber")
+    assert registry["REMIT"].latest_key == ("mrid",)
+    for code in ("MELS", "MILS"):  # the gate-closure file can repeat all but timeTo
+        assert "timeTo" in registry[code].natural_key
+    for code in ("DISBSAD", "NETBSAD", "QAS"):
+        assert registry[code].key_kind == "natural", code
+    for code in ("BOAV", "EBOCF", "DISPTAV", "ISPSTACK"):  # settlement re-runs: every run kept
+        ds = registry[code]
+        assert ds.key_kind == "vintage" and "bidOffer" in ds.natural_key and ds.column("bidOffer"), code
+        assert ds.key_assumption, code
     assert registry["INDGEN"].key_kind == "vintage"
     assert registry["INDGEN"].natural_key == ("startTime", "boundary", "publishTime")
     assert registry["SYS_WARN"].key_kind == "record"
+
+
+def test_event_driven_datasets_have_no_expected_cadence(registry):
+    for code in ("SYS_WARN", "DCI", "IGCPU", "E0361", "SEL", "MZT", "RURI"):
+        assert registry[code].event_driven and registry[code].expected_cadence_seconds is None, code
+    assert registry["FUELINST"].expected_cadence_seconds == 300
 
 
 def test_remit_outage_profile_is_json(registry):

@@ -10,17 +10,16 @@ produces a byte-identical file.
 Each dataset entry carries: code, name, api_code, api_endpoint, api_stream_endpoint,
 api_window_params (csv tokens; a trailing "*" marks a required parameter), api_max_range, row_schema,
 columns [{name, type, description}] in the spec's property order, reference_time_field, time_fields,
-has_settlement_date, has_settlement_period, key_kind, natural_key, version_columns,
+has_settlement_date, has_settlement_period, key_kind, natural_key, version_columns, version_order,
+event_driven, key_assumption (where set),
 cadence_seconds, notes, "schema_note" only where the schema needed a caveat, and "api": how the
 Insights API serves the dataset's history (registry.ApiEndpoint), classified from the spec by
 scripts/registry_api.py; null only for the datasets in its UNSERVED list. An endpoint it cannot
 classify fails the run. api_window_params/api_max_range are the csv's free text, kept for reference.
 
-key_kind:
-  natural  one row per natural_key; a row with larger version_columns replaces the stored one.
-  vintage  every version is kept (version_columns are part of natural_key); "latest" is a view
-           partitioned by natural_key minus version_columns.
-  record   no key: the whole record is the key (exact duplicates only).
+Keys, version order ("version_order": terms, largest wins; a term with "ranks" orders its values by the
+list), IRIS-only columns, "key_assumption" and "event_driven" (no expected cadence) come from
+scripts/registry_keys.py; key kinds are explained in iris_pipeline/registry.py.
 """
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ import sys
 from pathlib import Path
 
 from registry_api import KNOWN_LIMITS, UNDOCUMENTED_WINDOWS, UNSERVED, UnclassifiableEndpoint, classify_api
+from registry_keys import EVENT_DRIVEN, EXTRA_COLUMNS, KEY_ASSUMPTIONS, KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -40,68 +40,6 @@ DEFAULT_CSV = REFERENCE / "iris_datasets.csv"
 DEFAULT_OPENAPI = REFERENCE / "insights-api-openapi.json"
 DEFAULT_OUT = ROOT / "iris_pipeline" / "registry_data" / "datasets.json"
 SCHEMA_PREFIX = "#/components/schemas/"
-
-# code -> (key_kind, natural_key, version_columns). Datasets not listed are "record".
-KEYS: dict[str, tuple[str, list[str], list[str]]] = {
-    "FUELINST": ("natural", ["startTime", "fuelType"], ["publishTime"]),
-    "FUELHH": ("natural", ["settlementDate", "settlementPeriod", "fuelType"], ["publishTime"]),
-    # The MID schema has no publish/created time, so there is nothing to order versions by.
-    "MID": ("natural", ["settlementDate", "settlementPeriod", "dataProvider"], []),
-    "mibm_mid": ("natural", ["settlementDate", "settlementPeriod", "dataProvider"], []),
-    "BOD": ("natural", ["bmUnit", "settlementDate", "settlementPeriod", "pairId", "timeFrom"], []),
-    "BOALF": ("natural", ["bmUnit", "acceptanceNumber", "timeFrom"], ["acceptanceTime"]),
-    "PN": ("natural", ["bmUnit", "settlementDate", "settlementPeriod", "timeFrom"], []),
-    "QPN": ("natural", ["bmUnit", "settlementDate", "settlementPeriod", "timeFrom"], []),
-    "FREQ": ("natural", ["measurementTime"], []),
-    "DISEBSP": ("natural", ["settlementDate", "settlementPeriod"], ["createdDateTime"]),
-    # Every redeclaration / revision is kept; the resolved position is the latest per key prefix
-    # (domain.md §3: later notificationSequence wins, then later notificationTime).
-    "MELS": ("vintage", ["bmUnit", "timeFrom", "notificationSequence", "notificationTime"],
-             ["notificationSequence", "notificationTime"]),
-    "MILS": ("vintage", ["bmUnit", "timeFrom", "notificationSequence", "notificationTime"],
-             ["notificationSequence", "notificationTime"]),
-    "REMIT": ("vintage", ["mrid", "revisionNumber"], ["revisionNumber"]),
-}
-
-# Forecasts and revised outturns: code -> target time (+ dimension) columns; publishTime is appended.
-VINTAGE_TARGETS: dict[str, list[str]] = {
-    "WINDFOR": ["startTime"],
-    "INDGEN": ["startTime", "boundary"],
-    "INDDEM": ["startTime", "boundary"],
-    "IMBALNGC": ["startTime", "boundary"],
-    "MELNGC": ["startTime", "boundary"],
-    "NDF": ["startTime", "boundary"],
-    "TSDF": ["startTime", "boundary"],
-    "NDFD": ["forecastDate"],
-    "TSDFD": ["forecastDate"],
-    "OCNMFD": ["forecastDate"],
-    "OCNMFD2": ["forecastDate"],
-    "NDFW": ["year", "week"],
-    "TSDFW": ["year", "week"],
-    "OCNMF3Y": ["year", "week"],
-    "OCNMF3Y2": ["year", "week"],
-    "NOU2T14D": ["forecastDate", "systemZone"],
-    "NOU2T3YW": ["year", "calendarWeekNumber", "systemZone"],
-    "UOU2T14D": ["forecastDate", "bmUnit"],
-    "UOU2T3YW": ["year", "week", "bmUnit"],
-    "LOLPDM": ["startTime"],
-    "DATL": ["startTime"],
-    "WATL": ["forecastDate"],
-    "MATL": ["forecastWeekCommencingDate"],
-    "YATL": ["forecastYear", "forecastWeek"],
-    "DAG": ["startTime"],
-    "DGWS": ["startTime", "processType", "psrType"],
-    "AGPT": ["startTime", "psrType"],
-    "AGWS": ["startTime", "psrType"],
-    "ATL": ["startTime"],
-    "INDO": ["startTime"],
-    "ITSDO": ["startTime"],
-    "INDOD": ["settlementDate"],
-    "NONBM": ["startTime"],
-    "TEMP": ["measurementDate"],
-}
-for _code, _target in VINTAGE_TARGETS.items():
-    KEYS[_code] = ("vintage", _target + ["publishTime"], ["publishTime"])
 
 MINUTE, HALF_HOUR, HOUR, DAY, WEEK = 60, 1800, 3600, 86400, 604800
 CADENCE_OVERRIDES: dict[str, int] = {
@@ -266,6 +204,7 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             schema_notes.append(f"No row schema via {endpoint}; best name match {row_schema} used.")
             print(f"warning: {code}: {schema_notes[-1]}", file=sys.stderr)
         columns = spec.columns(row_schema)
+        columns += [c for c in EXTRA_COLUMNS.get(code, ()) if c["name"] not in {c["name"] for c in columns}]
         names = {c["name"] for c in columns}
         if not columns:
             problems.append(f"{code}: row schema {row_schema} has no properties")
@@ -285,7 +224,9 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             if field not in names:
                 problems.append(f"{code}: time field {field!r} not in {row_schema}")
 
-        kind, key, version = KEYS.get(code, ("record", [], []))
+        kind, key, terms = KEYS.get(code, ("record", [], []))
+        version_order = [{"column": t} if isinstance(t, str) else {"column": t[0], "ranks": t[1]} for t in terms]
+        version = [t["column"] for t in version_order]
         missing = [c for c in key + version if c not in names]
         if missing:
             problems.append(f"{code}: key/version columns {missing} not in {row_schema}")
@@ -310,13 +251,17 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             "key_kind": kind,
             "natural_key": key,
             "version_columns": version,
+            "version_order": version_order,
             "cadence_seconds": cadence(code, names, has_sp),
+            "event_driven": code in EVENT_DRIVEN,
             "notes": row["notes"].strip(),
         }
         try:
             entry["api"] = classify_api(code, api_code, spec.doc, endpoint, stream, names)
         except UnclassifiableEndpoint as e:
             problems.append(str(e))
+        if code in KEY_ASSUMPTIONS:
+            entry["key_assumption"] = KEY_ASSUMPTIONS[code]
         if schema_notes:
             entry["schema_note"] = " ".join(schema_notes)
         if code in datasets:
@@ -326,7 +271,8 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             print(f"{code:10} {len(columns):3d} columns  {kind:8} cadence={entry['cadence_seconds']:>8}s"
                   f"  {row_schema.rsplit('.', 1)[-1]}")
 
-    for name, table in (("KEYS", KEYS), ("KNOWN_LIMITS", KNOWN_LIMITS),
+    for name, table in (("KEYS", KEYS), ("KNOWN_LIMITS", KNOWN_LIMITS), ("EXTRA_COLUMNS", EXTRA_COLUMNS),
+                        ("KEY_ASSUMPTIONS", KEY_ASSUMPTIONS), ("EVENT_DRIVEN", dict.fromkeys(EVENT_DRIVEN)),
                         ("UNDOCUMENTED_WINDOWS", UNDOCUMENTED_WINDOWS), ("UNSERVED", UNSERVED)):
         unknown = sorted(set(table) - set(datasets))
         if unknown:

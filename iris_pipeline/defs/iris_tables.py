@@ -33,7 +33,10 @@ def describe(dataset: Dataset) -> str:
         f" message, with the fields typed from the Insights API schema plus `_source_file`,"
         f" `_record_index` and `_ingested_at`. Every message file is loaded exactly once (see"
         f" `iris_ingest_log`); redelivered versions are kept as separate rows.\n\n"
-        f"Natural key: {key}. Expected cadence: every {max(1, dataset.cadence_seconds // 60)} min."
+        f"Natural key: {key}. " + (
+            "Event-driven: no expected cadence." if dataset.event_driven
+            else f"Expected cadence: every {max(1, dataset.cadence_seconds // 60)} min.")
+        + (f"\n\nKey assumption: {dataset.key_assumption}" if dataset.key_assumption else "")
     )
 
 
@@ -53,7 +56,7 @@ def _spec(dataset: Dataset, storage_kind: str) -> dg.AssetSpec:
             "dataset_code": dataset.code,
             "natural_key": list(dataset.natural_key),
             "reference_time_field": dataset.reference_time_field,
-            "cadence_seconds": dataset.cadence_seconds,
+            "cadence_seconds": dataset.expected_cadence_seconds,
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(c.name, c.type) for c in dataset.columns]
             ),

@@ -99,6 +99,7 @@ class Warehouse(abc.ABC):
     # allows about one write per table per minute, so it takes far bigger groups.
     commit_group_rows: int = 100_000
     commit_group_chunks: int = 16
+    dialect: str = "duckdb"  # which of sql_templates.DIALECTS renders SQL for this backend
 
     @abc.abstractmethod
     def tables(self) -> set[str]:
@@ -147,6 +148,25 @@ class Warehouse(abc.ABC):
         same range never doubles anything (historic days from the Insights API). Every row must lie in
         the range (checked: a row outside it, or with no value, would survive the next replacement).
         Returns the number of rows inserted."""
+
+    @abc.abstractmethod
+    def native_columns(self, table: str) -> dict[str, str] | None:
+        """Column name -> the backend's own type name (DATETIME, TIMESTAMP WITH TIME ZONE, ...), for
+        adapting tables this project did not create; None if absent."""
+
+    @abc.abstractmethod
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace view `name` as `select_sql` (rendered from the package's templates only)."""
+
+    @abc.abstractmethod
+    def replace_range_with_select(
+        self, table: str, columns: Mapping[str, str], layout: TableLayout | None,
+        column: str, start: RangeBound, end: RangeBound, select_sql: str,
+    ) -> int:
+        """Make the rows of `select_sql` (rendered from the package's templates only) whose `column` lies in
+        [start, end) the whole of that range of `table`, atomically, creating the table or adding columns
+        first (`ensure_table`). Rows of the select outside the range are not taken. Returns the rows now
+        in the range."""
 
     @abc.abstractmethod
     def ledger_datasets(self) -> set[str]:

@@ -146,6 +146,8 @@ class BigQueryWarehouse(Warehouse):
         self._drop_orphaned_staging(orphan_age)
 
     # --- naming ---------------------------------------------------------------------------------
+    dialect = "bigquery"
+
     def quote(self, name: str) -> str:
         return f"`{valid_identifier(name)}`"
 
@@ -353,6 +355,36 @@ class BigQueryWarehouse(Warehouse):
         # a year in month-sized runs is 12 writes), far inside BigQuery's 1,500 writes per table per day.
         self._retry(self._replace)(table, column, start, end, rows)
         return rows.num_rows
+
+    def native_columns(self, table: str) -> dict[str, str] | None:
+        try:
+            schema = self._retry(self.client.get_table)(self._ref(table)).schema
+        except gexc.NotFound:
+            return None
+        known = self._columns.get(table, {})  # the emulator's catalogue lags behind ALTERs; ours does not
+        return {f.name: SCHEMA_TYPES[known[f.name]] if f.name in known else f.field_type for f in schema}
+
+    def create_view(self, name: str, select_sql: str) -> None:
+        self._run(f"CREATE OR REPLACE VIEW {self.table_ref(name)} AS\n{select_sql}")
+        self._columns.pop(name, None)
+
+    def replace_range_with_select(
+        self, table: str, columns: Mapping[str, str], layout: TableLayout | None,
+        column: str, start: RangeBound, end: RangeBound, select_sql: str,
+    ) -> int:
+        self.ensure_table(table, columns, layout)
+        names = ", ".join(self.quote(c) for c in self.table_columns(table) or {})
+        ref, col = self.table_ref(table), self.quote(column)
+        inside = f"{col} >= {_literal(start)} AND {col} < {_literal(end)}"
+        # one transaction: a reader sees the old range or the new one, never neither
+        self._retry(self._run)("\n".join([
+            "BEGIN TRANSACTION;",
+            f"DELETE FROM {ref} WHERE {inside};",
+            f"INSERT INTO {ref} ({names}) SELECT {names} FROM (\n{select_sql}\n) AS selected WHERE {inside};",
+            "COMMIT TRANSACTION;",
+        ]))
+        (count,), = self._run(f"SELECT COUNT(*) FROM {ref} WHERE {inside}")
+        return count
 
     def _replace(self, table: str, column: str, start: RangeBound, end: RangeBound, rows: pa.Table) -> None:
         """Delete the range and insert its rows in one transaction (the range may span several day

@@ -258,6 +258,37 @@ class DuckDBWarehouse(Warehouse):
                 con.unregister("_range_rows")
         return rows.num_rows
 
+    def native_columns(self, table: str) -> dict[str, str] | None:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
+            " AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+        return {name: sql_type for name, sql_type in rows} or None
+
+    def create_view(self, name: str, select_sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS\n{select_sql}")
+        self._columns_loaded = False
+
+    def replace_range_with_select(
+        self, table: str, columns: Mapping[str, str], layout: TableLayout | None,
+        column: str, start: RangeBound, end: RangeBound, select_sql: str,
+    ) -> int:
+        name, col = quote_identifier(table), quote_identifier(column)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self.ensure_table(table, columns, layout)
+            names = ", ".join(quote_identifier(c) for c in self.table_columns(table) or {})
+            con.execute(f"DELETE FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end])
+            con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM (\n{select_sql}\n) AS selected"
+                        f" WHERE {col} >= ? AND {col} < ?", [start, end])
+            (count,) = con.execute(f"SELECT count(*) FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end]).fetchone()
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            self._columns_loaded = False
+            raise
+        return count
+
     def ledger_datasets(self) -> set[str]:
         return {code for (code,) in self.con.execute(f"SELECT DISTINCT dataset FROM {LEDGER_TABLE}").fetchall()}
 

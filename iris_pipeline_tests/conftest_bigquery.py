@@ -43,3 +43,21 @@ def bigquery_env(bigquery_emulator, bq_dataset, pipeline_env, monkeypatch):
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return pipeline_env
+
+
+@pytest.fixture(params=["duckdb", "bigquery"])
+def any_warehouse(request, tmp_path):
+    """An open warehouse of each backend in turn: a DuckDB file, and a dataset on the emulator."""
+    if request.param == "duckdb":
+        from iris_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=5)
+    else:
+        emulator = request.getfixturevalue("bigquery_emulator")
+        from iris_pipeline.warehouse.bigquery_client import make_client
+        from iris_pipeline.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+        warehouse = BigQueryWarehouse(make_client(emulator.project, "EU", emulator.host),
+                                      request.getfixturevalue("bq_dataset"), min_flush_interval_s=0)
+    with warehouse:
+        yield warehouse

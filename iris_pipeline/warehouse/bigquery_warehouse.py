@@ -361,8 +361,10 @@ class BigQueryWarehouse(Warehouse):
             schema = self._retry(self.client.get_table)(self._ref(table)).schema
         except gexc.NotFound:
             return None
-        known = self._columns.get(table, {})  # the emulator's catalogue lags behind ALTERs; ours does not
-        return {f.name: SCHEMA_TYPES[known[f.name]] if f.name in known else f.field_type for f in schema}
+        # the emulator's catalogue lags behind our ALTERs (widenings): for those columns ours is right
+        known = self._columns.get(table, {})
+        return {f.name: SCHEMA_TYPES[known[f.name]] if f.field_type in _FROM_SCHEMA and f.name in known
+                else f.field_type for f in schema}
 
     def create_view(self, name: str, select_sql: str) -> None:
         self._run(f"CREATE OR REPLACE VIEW {self.table_ref(name)} AS\n{select_sql}")

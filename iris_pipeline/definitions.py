@@ -12,6 +12,7 @@ from iris_pipeline.defs.jobs import iris_ingest
 from iris_pipeline.defs.quarantine import spool_quarantine_check
 from iris_pipeline.defs.resources import resources_from_env
 from iris_pipeline.defs.sensors import build_spool_sensor
+from iris_pipeline.defs.unified import build_dedup_assets, build_dedup_schedules, build_unified_views, build_views_automation
 from iris_pipeline.registry import load_registry
 
 
@@ -25,12 +26,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     iris_health = build_health_job(registry, settings.freshness_minutes * 60, settings.client_max_silence_s)
     historic_jobs, historic_schedules = build_historic_schedules(registry, settings.historic_start)
+    views = build_unified_views(registry, settings.warehouse)
+    views_sensor, view_checks_job, view_checks_schedule = build_views_automation(views)
+    dedup = build_dedup_assets(registry, settings.historic_start, settings.warehouse)
+    dedup_job, dedup_schedules = build_dedup_schedules(dedup, settings.historic_start)
     return dg.Definitions(
-        assets=[iris_feed, iris_tables, *build_historic_assets(registry, settings.historic_start, settings.warehouse)],
+        assets=[iris_feed, iris_tables, *build_historic_assets(registry, settings.historic_start, settings.warehouse),
+                views, *dedup],
         asset_checks=[build_client_health_check(settings), spool_quarantine_check],
-        jobs=[iris_ingest, iris_health, prune_job, *historic_jobs],
-        sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry)],
-        schedules=[health_schedule(iris_health), prune_schedule, *historic_schedules],
+        jobs=[iris_ingest, iris_health, prune_job, *historic_jobs, view_checks_job, dedup_job],
+        sensors=[build_spool_sensor(iris_ingest, str(settings.spool_dir), registry), views_sensor],
+        schedules=[health_schedule(iris_health), prune_schedule, *historic_schedules, view_checks_schedule,
+                   *dedup_schedules],
         resources=resources_from_env(settings),
     )
 

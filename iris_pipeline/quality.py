@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from iris_pipeline.historic import DayRange
 from iris_pipeline.insights_api import settlement_day_bounds
 from iris_pipeline.registry import Dataset
 from iris_pipeline.sql_templates import dialect, render
@@ -31,14 +32,26 @@ def periods_in_day(day: dt.date) -> int:
     return int((end - start) / HALF_HOUR)
 
 
-def duplicate_keys(warehouse: Warehouse, table: str, dataset: Dataset, key: list[str]) -> Finding:
-    """Passes when no two rows of `table` share `key`."""
+Within = DayRange  # read only these settlement days
+
+
+def _where(sql, within: Within | None) -> str | None:
+    if within is None:
+        return None
+    literal = sql.timestamp if isinstance(within.start, dt.datetime) else sql.date
+    column = sql.q(within.column)
+    return f"{column} >= {literal(within.start)} AND {column} < {literal(within.end)}"
+
+
+def duplicate_keys(warehouse: Warehouse, table: str, dataset: Dataset, key: list[str], within: Within | None = None) -> Finding:
+    """Passes when no two rows of `table` (of the days `within`, if given) share `key`."""
     sql = dialect(warehouse.dialect)
     types = {c.name: c.type for c in dataset.columns}
     key_terms = [sql.key(sql.q(c), types[c]) for c in key]
     sample = sql.row_text([(sql.q(c), types[c]) for c in key])
     (count, example), = warehouse.query(render(
-        "duplicate_keys.sql", sql, table=warehouse.table_ref(table), key=key_terms, sample=f"MIN({sample})"))
+        "duplicate_keys.sql", sql, table=warehouse.table_ref(table), key=key_terms, sample=f"MIN({sample})",
+        where=_where(sql, within)))
     metadata = {"duplicate_keys": count, "key": ", ".join(key)}
     if count:
         return Finding(False, f"{count} key(s) of ({', '.join(key)}) have more than one row in {table},"
@@ -67,7 +80,7 @@ def key_conflicts(warehouse: Warehouse, table: str, dataset: Dataset) -> Finding
 
 
 def settlement_day_gaps(
-    warehouse: Warehouse, table: str, series_column: str | None = None, since: dt.date | None = None,
+    warehouse: Warehouse, table: str, series_column: str | None = None, within: Within | None = None,
 ) -> Finding:
     """Half-hourly data: every settlement day (per series, e.g. MID's data provider) has periods within
     its 46, 48 or 50, and a day that is complete (its first and last period present) has all of them."""
@@ -75,7 +88,7 @@ def settlement_day_gaps(
     rows = warehouse.query(render(
         "period_counts.sql", sql, table=warehouse.table_ref(table),
         series_expr=sql.q(series_column) if series_column else "''",
-        since=sql.date(since) if since else None))
+        where=_where(sql, within)))
     bad = []
     for day, series, periods, first, last in rows:
         expected = periods_in_day(day)

@@ -8,7 +8,9 @@ SELECT
   MAX({{ d.q("settlementPeriod") }}) AS last_period
 FROM {{ table }}
 WHERE {{ d.q("settlementDate") }} IS NOT NULL
-  {% if since %}AND {{ d.q("settlementDate") }} >= {{ since }}{% endif %}
+  {% if where %}
+  AND {{ where }}
+  {% endif %}
 
 GROUP BY 1, 2
 ORDER BY 1, 2

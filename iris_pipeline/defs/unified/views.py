@@ -122,7 +122,7 @@ def build_views_automation(views: dg.AssetsDefinition) -> tuple[dg.SensorDefinit
     """The sensor that evaluates VIEW_CONDITION, and the hourly job that runs the views' checks alone."""
     sensor = dg.AutomationConditionSensorDefinition(
         "unified_views_automation", target=dg.AssetSelection.assets(views),
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=300,
         description="Creates a view when it is missing or its SQL changed.",
     )
     job = dg.define_asset_job(

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from iris_pipeline import codec
 from iris_pipeline.insights_api import settlement_date_of, settlement_day_bounds as day_bounds
 from iris_pipeline.registry import ApiEndpoint, Dataset, validate_dataset_code
-from iris_pipeline.warehouse.base import TableLayout, Warehouse
+from iris_pipeline.warehouse.base import TableLayout, Warehouse, evolved_type
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def replace_days(
         pa.scalar(now, codec.ARROW_TYPES["TIMESTAMP"]),
     )
     table = dataset.historic_table_name
+    refuse_legacy_layout(warehouse, dataset, table)
     warehouse.ensure_table(table, converted.column_types, TableLayout(dataset.partition_column, dataset.cluster_columns))
     columns = warehouse.table_columns(table) or {}
     rows = codec.conform(converted, columns)
@@ -107,6 +108,29 @@ def replace_days(
     kept = rows.filter(inside)
     warehouse.replace_range(table, days.column, days.start, days.end, kept)
     return DaysLoaded(dataset.code, first, last, _rows_by_day(kept, days), len(records), rows.num_rows - kept.num_rows)
+
+
+def refuse_legacy_layout(warehouse: Warehouse, dataset: Dataset, table: str) -> None:
+    """A historic table brought from another pipeline (DATETIME or text times, numbers as text) is read by
+    the unified view as it is, but never written into: widening its columns would turn them into JSON."""
+    from iris_pipeline.sql_templates import dialect
+
+    native = warehouse.native_columns(table)
+    if not native:
+        return
+    sql, declared = dialect(warehouse.dialect), {c.name.lower(): c.type for c in dataset.columns}
+    legacy = []
+    for name, kind in native.items():
+        wanted, have = declared.get(name.lower()), sql.registry_type(kind)
+        # a column this project widened (INT64 -> FLOAT64, anything -> JSON) is not legacy
+        if wanted and (have is None or evolved_type(wanted, have) != have):
+            legacy.append((name, kind, wanted))
+    if legacy:
+        raise ValueError(
+            f"{table} has a legacy layout ({', '.join(f'{n} is {k}, not {w}' for n, k, w in legacy[:5])}"
+            f"{', ...' if len(legacy) > 5 else ''}): it is read by"
+            f" {'bmrs_' + dataset.code.lower() + '_unified'} as it is, but not written into. To backfill, rename"
+            f" it (its rows then leave the unified view) or convert its columns to the registry's types.")
 
 
 # --- extracts on disk: the Dagster assets fetch without holding the warehouse, then load in seconds ---

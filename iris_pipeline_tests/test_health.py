@@ -101,6 +101,13 @@ def test_quiet_limit_follows_the_dataset_cadence():
     assert (verdict.passed, verdict.severity) == (False, "WARN")
 
 
+def test_an_event_driven_dataset_is_never_called_quiet_but_its_backlog_still_fails():
+    sys_warn = load_registry()["SYS_WARN"]  # silent for weeks when the system is fine
+    assert dataset_freshness(sys_warn, None, loaded(30 * 86400), NOW).passed is True
+    assert dataset_freshness(sys_warn, backlog(301), loaded(30 * 86400), NOW).severity == "ERROR"
+    assert dataset_freshness(sys_warn, backlog(301), loaded(30 * 86400), NOW).passed is False
+
+
 def test_custom_max_lag(fuelinst):
     assert dataset_freshness(fuelinst, backlog(61), loaded(1), NOW, max_lag_s=60).severity == "ERROR"
     assert dataset_freshness(fuelinst, backlog(61), loaded(1), NOW, max_lag_s=60).passed is False

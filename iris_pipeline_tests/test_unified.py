@@ -241,6 +241,29 @@ def test_a_legacy_historic_table_is_adapted_not_refused(any_warehouse):
     ]
 
 
+def test_history_is_never_written_into_a_legacy_table(any_warehouse):
+    wh, ds = any_warehouse, REGISTRY["FUELINST"]
+    legacy_fuelinst_table(wh)
+    t = dt.datetime(2025, 6, 1, 10, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"bmrs_fuelinst has a legacy layout \(startTime is (DATETIME|TIMESTAMP), not TIMESTAMP"):
+        load_history(wh, ds, dt.date(2025, 6, 1), dt.date(2025, 6, 1), [fuelinst(t, "WIND", 1)], fetched_at=t)
+    (count,), = wh.query(f"SELECT COUNT(*) FROM {wh.table_ref('bmrs_fuelinst')}")
+    assert count == 2  # untouched
+
+
+def test_any_keyed_dataset_can_have_a_dedup_table(any_warehouse):
+    """FREQ has no settlement date: its days are its readings' times in Europe/London (23 hours in March)."""
+    wh, ds = any_warehouse, REGISTRY["FREQ"]
+    day = dt.date(2025, 3, 30)
+    start, end = settlement_day_bounds(day)
+    readings = [{"dataset": "FREQ", "measurementTime": iso(t), "frequency": 50.0} for t in every_five_minutes(start, end)]
+    load_iris(wh, ds, {"FREQ_202503300000_a.json": readings, "FREQ_202503300001_b.json": readings[:10]},
+              ingested_at=dt.datetime(2025, 3, 31, 0, 0, tzinfo=UTC))
+    unified.create_unified_view(wh, ds)
+    assert unified.replace_dedup_days(wh, ds, day, day) == 23 * 12
+    assert quality.duplicate_keys(wh, unified.dedup_name(ds), ds, ["measurementTime"]).passed
+
+
 @pytest.mark.parametrize("code", ["SYS_WARN"])
 def test_a_keyless_dataset_drops_exact_copies_only(any_warehouse, code):
     wh, ds = any_warehouse, REGISTRY[code]

@@ -181,7 +181,8 @@ def test_gate_closure_repeat_with_another_time_to_is_decided_by_the_latest_order
 
 
 def test_a_redeclaration_touches_only_its_own_unit(wh):
-    send(wh, "10:00", declaration(0, "11:00", "12:00", 10, 10), declaration(0, "11:00", "12:00", 10, 10, unit="T_NEXT-1"))
+    send(wh, "10:00", declaration(0, "11:00", "12:00", 10, 10),
+         declaration(0, "11:00", "12:00", 10, 10, unit="T_NEXT-1"))
     send(wh, "10:05", declaration(1, "11:15", "11:45", 0, 0, notified="10:05"))
     assert resolved(wh) == [("11:00", "11:15", 10, 10, 0), ("11:15", "11:30", 0, 0, 1), ("11:30", "11:45", 0, 0, 1),
                             ("11:45", "12:00", 10, 10, 0)]
@@ -224,7 +225,8 @@ def test_a_declaration_across_the_autumn_clock_change(wh):
     assert len(rows) == 48  # 00:45-01:00, 46 whole half-hours, 00:00-00:20
     assert rows[0] == (start, dt.datetime(2025, 10, 26, 1, tzinfo=UTC), oct26, 4, 5, 6)
     assert rows[1][2:4] == (oct26, 5)  # 01:00 UTC is 02:00 BST falling back to 01:00 GMT
-    assert rows[-2][:4] == (dt.datetime(2025, 10, 26, 23, 30, tzinfo=UTC), dt.datetime(2025, 10, 27, tzinfo=UTC), oct26, 50)
+    last_half_hour = (dt.datetime(2025, 10, 26, 23, 30, tzinfo=UTC), dt.datetime(2025, 10, 27, tzinfo=UTC))
+    assert rows[-2][:4] == (*last_half_hour, oct26, 50)
     assert rows[-1] == (dt.datetime(2025, 10, 27, tzinfo=UTC), end, oct27, 1, 5, 6)
     assert [p for _, _, d, p, _, _ in rows if d == oct26] == list(range(4, 51))
 

@@ -79,6 +79,22 @@ class Dialect:
     def add_days(self, day: str, days: int) -> str:
         raise NotImplementedError
 
+    def epoch_micros(self, ts: str) -> str:
+        """Microseconds since 1970 (BIGINT): exact where seconds would round."""
+        raise NotImplementedError
+
+    def int_div(self, dividend: str, divisor: str) -> str:
+        """Integer division of non-negative integers (both backends' `/` gives a float)."""
+        raise NotImplementedError
+
+    def integer_series(self, first: str, last: str) -> str:
+        """An array of the integers first..last, both included."""
+        raise NotImplementedError
+
+    def unnest(self, array: str, alias: str) -> str:
+        """A FROM item with one row per element of `array` (which may name the rows before it), as column `alias`."""
+        raise NotImplementedError
+
     def to_json_text(self, expr: str) -> str:
         raise NotImplementedError
 
@@ -143,6 +159,18 @@ class DuckDBDialect(Dialect):
     def add_days(self, day: str, days: int) -> str:
         return f"CAST({day} + INTERVAL {int(days)} DAY AS DATE)"
 
+    def epoch_micros(self, ts: str) -> str:
+        return f"epoch_us({ts})"
+
+    def int_div(self, dividend: str, divisor: str) -> str:
+        return f"({dividend}) // ({divisor})"
+
+    def integer_series(self, first: str, last: str) -> str:
+        return f"generate_series({first}, {last})"
+
+    def unnest(self, array: str, alias: str) -> str:
+        return f"UNNEST({array}) AS {self.q('_' + alias)}({self.q(alias)})"
+
     def to_json_text(self, expr: str) -> str:
         return f"CAST(to_json({expr}) AS VARCHAR)"
 
@@ -191,6 +219,19 @@ class BigQueryDialect(Dialect):
 
     def add_days(self, day: str, days: int) -> str:
         return f"DATE_ADD({day}, INTERVAL {int(days)} DAY)"
+
+    def epoch_micros(self, ts: str) -> str:
+        return f"UNIX_MICROS({ts})"
+
+    def int_div(self, dividend: str, divisor: str) -> str:
+        # the parentheses keep `a - 1` whole where a translator drops DIV's own (the emulator's sqlglot does)
+        return f"DIV(({dividend}), ({divisor}))"
+
+    def integer_series(self, first: str, last: str) -> str:
+        return f"GENERATE_ARRAY({first}, {last})"
+
+    def unnest(self, array: str, alias: str) -> str:
+        return f"UNNEST({array}) AS {self.q(alias)}"
 
     def to_json_text(self, expr: str) -> str:
         return f"TO_JSON_STRING({expr})"

@@ -51,11 +51,12 @@ def test_make_dev_shows_rows_arriving_within_a_minute(dagster_dev):
     assert "bmrs_freq_iris" in dom and "as received from Elexon IRIS" in dom
 
     # the unified layer's views are created by the automation sensor, unasked
-    # (the step creates the latest views after the unified ones: wait for the one read last)
-    while not (_materialized(port, "bmrs_freq_unified") and _materialized(port, "bmrs_disebsp_latest")):
+    # (the step creates the unified views, then the latest, then the resolved ones: wait for the last)
+    while not (_materialized(port, "bmrs_freq_unified") and _materialized(port, "bmrs_mels_resolved")):
         assert time.monotonic() - started < 240, (tmp_path / "dev.log").read_text()[-3000:]
         time.sleep(3)
     with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as wh:
         (rows, sources), = wh.query("SELECT count(*), string_agg(DISTINCT source) FROM bmrs_freq_unified")
         assert rows > 0 and sources == "IRIS"
         assert wh.query("SELECT count(*) FROM bmrs_disebsp_latest")[0][0] >= 0  # created, readable
+        assert wh.query("SELECT count(*) FROM bmrs_mels_resolved")[0][0] > 0  # the simulator sends MELS

@@ -126,7 +126,7 @@ def test_specific_keys(registry):
     assert registry["REMIT"].natural_key == ("mrid", "revisionNumber")
     assert registry["REMIT"].latest_key == ("mrid",)
     for code in ("MELS", "MILS"):  # the gate-closure file can repeat all but timeTo
-        assert "timeTo" in registry[code].natural_key
+        assert "timeTo" in registry[code].natural_key and "nationalGridBmUnit" in registry[code].natural_key
     for code in ("DISBSAD", "NETBSAD", "QAS"):
         assert registry[code].key_kind == "natural", code
     for code in ("BOAV", "EBOCF", "DISPTAV", "ISPSTACK"):  # settlement re-runs: every run kept

@@ -23,7 +23,7 @@ FULL = load_registry()
 
 @pytest.fixture
 def registry():
-    return Registry({code: FULL[code] for code in ("MID", "DISEBSP", "BOAV", "FUELINST")})
+    return Registry({code: FULL[code] for code in ("MID", "DISEBSP", "BOAV", "FUELINST", "MELS")})
 
 
 @pytest.fixture
@@ -46,10 +46,11 @@ def test_views_are_created_by_one_subsettable_step_with_their_checks(registry, p
     views = build_unified_views(registry)
     keys = {k.path[-1] for k in views.keys}
     assert keys == {"bmrs_mid_unified", "bmrs_disebsp_unified", "bmrs_boav_unified", "bmrs_fuelinst_unified",
-                    "bmrs_disebsp_latest", "bmrs_boav_latest"}
+                    "bmrs_mels_unified", "bmrs_disebsp_latest", "bmrs_boav_latest", "bmrs_mels_resolved"}
     assert views.op.pool == WAREHOUSE_POOL
     specs = {(c.asset_key.path[-1], c.name): c for c in views.check_specs}
     assert specs[("bmrs_disebsp_latest", NO_DUPLICATE_KEYS)].blocking
+    assert specs[("bmrs_mels_resolved", NO_DUPLICATE_KEYS)].blocking
     assert not specs[("bmrs_boav_unified", KEY_ASSUMPTION_HOLDS)].blocking  # an assumption warns only
     with DuckDBWarehouse(path) as wh:  # two bid/offer rows under one key: the assumed key misses a column
         row = {"settlementDate": "2025-06-01", "settlementPeriod": 3, "bmUnit": "T_X-1", "acceptanceId": 5,
@@ -68,6 +69,9 @@ def test_views_are_created_by_one_subsettable_step_with_their_checks(registry, p
     result = materialize([views], path)
     assert result.success
     assert checks_of(result)[("bmrs_boav_unified", KEY_ASSUMPTION_HOLDS)] is False
+    assert checks_of(result)[("bmrs_mels_resolved", NO_DUPLICATE_KEYS)] is True
+    with DuckDBWarehouse(path) as wh:
+        assert "bmrs_mels_resolved" in wh.tables()
 
     # the hourly checks job runs the checks alone: no view is re-created
     sensor, job, schedule = build_views_automation(views)

@@ -49,10 +49,11 @@ KEYS: dict[str, tuple[str, list[str], list]] = {
     # Raw redeclarations, every one kept. timeTo belongs to the key: the gate-closure file can repeat a
     # redeclaration's (bmUnit, timeFrom, sequence, time) with another timeTo/levelTo. The resolved
     # position is Elexon's interval rule (bmrs_mels_resolved / bmrs_mils_resolved), not "latest per key".
-    "MELS": ("vintage", ["bmUnit", "timeFrom", "timeTo", "notificationSequence", "notificationTime"],
-             ["notificationSequence", "notificationTime"]),
-    "MILS": ("vintage", ["bmUnit", "timeFrom", "timeTo", "notificationSequence", "notificationTime"],
-             ["notificationSequence", "notificationTime"]),
+    # nationalGridBmUnit too: a row with no Elexon id (bmUnit NULL) must not share another unit's key.
+    "MELS": ("vintage", ["bmUnit", "nationalGridBmUnit", "timeFrom", "timeTo", "notificationSequence",
+                         "notificationTime"], ["notificationSequence", "notificationTime"]),
+    "MILS": ("vintage", ["bmUnit", "nationalGridBmUnit", "timeFrom", "timeTo", "notificationSequence",
+                         "notificationTime"], ["notificationSequence", "notificationTime"]),
     "REMIT": ("vintage", ["mrid", "revisionNumber"], ["revisionNumber"]),
 }
 

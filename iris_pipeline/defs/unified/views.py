@@ -15,7 +15,7 @@ from importlib import resources
 
 import dagster as dg
 
-from iris_pipeline import unified
+from iris_pipeline import resolved, unified
 from iris_pipeline.defs.resources import WAREHOUSE_POOL
 from iris_pipeline.defs.unified.checks import (
     KEY_ASSUMPTION_HOLDS, NO_DUPLICATE_KEYS, CheckTarget, check_result, check_spec,
@@ -29,7 +29,6 @@ VIEW_CONDITION = (
     (dg.AutomationCondition.missing().newly_true() | dg.AutomationCondition.code_version_changed())
     & ~dg.AutomationCondition.in_progress()
 ).with_label("missing or its SQL changed")
-TEMPLATES = ("unified_view.sql", "latest_view.sql", "latest_rows.sql")
 
 
 def _code_version(dataset: Dataset, *templates: str) -> str:
@@ -45,6 +44,15 @@ def unified_key(dataset: Dataset) -> dg.AssetKey:
 
 def latest_key(dataset: Dataset) -> dg.AssetKey:
     return dg.AssetKey(unified.latest_name(dataset))
+
+
+def resolved_key(dataset: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(resolved.resolved_name(dataset))
+
+
+# What creates each kind of view, in the order they are created (later kinds read earlier ones).
+CREATE = {"unified": unified.create_unified_view, "latest": unified.create_latest_view,
+          "resolved": resolved.create_resolved_view}
 
 
 def _spec(key: dg.AssetKey, deps: list[dg.AssetKey], description: str, code_version: str, storage_kind: str) -> dg.AssetSpec:
@@ -75,6 +83,14 @@ def view_specs(registry: Registry, storage_kind: str) -> tuple[list[dg.AssetSpec
             f" by {', '.join(t.column for t in ds.version_order)} then the registry's message order.",
             _code_version(ds, "latest_view.sql", "latest_rows.sql"), storage_kind))
         builds[key] = ("latest", ds)
+    for ds in (registry[code] for code in unified.RESOLVED if code in registry):
+        key = resolved_key(ds)
+        specs.append(_spec(
+            key, [unified_key(ds)], f"{ds.name} ({ds.code}) resolved by Elexon's rule from every declaration"
+            " (IRIS's raw files and the API's resolved rows): at each instant the latest valid declaration"
+            " holds, levels copied never interpolated, pieces cut at settlement periods. Comparable with the"
+            " API's position.", _code_version(ds, "resolved_limits.sql"), storage_kind))
+        builds[key] = ("resolved", ds)
     return specs, builds
 
 
@@ -83,6 +99,9 @@ def view_checks(registry: Registry) -> dict[dg.AssetCheckKey, tuple[str, CheckTa
     for ds in unified.latest_datasets(registry):
         checks[dg.AssetCheckKey(latest_key(ds), NO_DUPLICATE_KEYS)] = (
             NO_DUPLICATE_KEYS, CheckTarget(unified.latest_name(ds), ds, ds.latest_key))
+    for ds in (registry[code] for code in unified.RESOLVED if code in registry):
+        checks[dg.AssetCheckKey(resolved_key(ds), NO_DUPLICATE_KEYS)] = (
+            NO_DUPLICATE_KEYS, CheckTarget(resolved.resolved_name(ds), ds, ("bmUnit", "nationalGridBmUnit", "timeFrom")))
     for ds in registry:
         if ds.key_assumption:
             checks[dg.AssetCheckKey(unified_key(ds), KEY_ASSUMPTION_HOLDS)] = (
@@ -105,11 +124,9 @@ def build_unified_views(registry: Registry, storage_kind: str = "duckdb") -> dg.
     def unified_views(context: dg.AssetExecutionContext):
         selected = context.selected_asset_keys
         with context.resources.warehouse.open() as warehouse:
-            # unified views first: the latest views read them
-            for kind in ("unified", "latest"):
+            for kind, create in CREATE.items():
                 for key in sorted(k for k in selected if builds[k][0] == kind):
-                    ds = builds[key][1]
-                    name = (unified.create_unified_view if kind == "unified" else unified.create_latest_view)(warehouse, ds)
+                    name = create(warehouse, builds[key][1])
                     yield dg.MaterializeResult(asset_key=key, metadata={"dagster/table_name": warehouse.qualified_name(name)})
             for check_key in sorted(context.selected_asset_check_keys, key=str):
                 name, target = checks[check_key]

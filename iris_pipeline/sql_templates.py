@@ -58,6 +58,14 @@ class Dialect:
         """`expr` as something a window may partition by."""
         return expr
 
+    def widen(self, expr: str, registry_type: str, wider: str) -> str:
+        """`expr` of `registry_type` as the wider type another source widened the column to (INT64 to
+        FLOAT64, anything to JSON), the way the loader widens a column."""
+        return self.to_json(expr) if wider == "JSON" else f"CAST({expr} AS {self.type(wider)})"
+
+    def to_json(self, expr: str) -> str:
+        raise NotImplementedError
+
     def file_time(self, expr: str) -> str:
         """The publish time in an IRIS file name (<CODE>_<YYYYMMDDHHMM>_...), NULL if it has none."""
         raise NotImplementedError
@@ -174,6 +182,9 @@ class DuckDBDialect(Dialect):
     def to_json_text(self, expr: str) -> str:
         return f"CAST(to_json({expr}) AS VARCHAR)"
 
+    def to_json(self, expr: str) -> str:
+        return f"to_json({expr})"
+
 
 class BigQueryDialect(Dialect):
     name = "bigquery"
@@ -235,6 +246,9 @@ class BigQueryDialect(Dialect):
 
     def to_json_text(self, expr: str) -> str:
         return f"TO_JSON_STRING({expr})"
+
+    def to_json(self, expr: str) -> str:
+        return f"TO_JSON({expr})"
 
 
 DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect(), "bigquery": BigQueryDialect()}

@@ -22,7 +22,7 @@ from iris_pipeline.codec import META_COLUMNS
 from iris_pipeline.historic import day_range
 from iris_pipeline.registry import Dataset, Registry
 from iris_pipeline.sql_templates import Dialect, dialect, render
-from iris_pipeline.warehouse.base import TableLayout, Warehouse
+from iris_pipeline.warehouse.base import TableLayout, Warehouse, evolved_type
 
 SOURCE_COLUMN = "source"
 OBSERVED_COLUMN = "_observed_at"
@@ -114,16 +114,41 @@ class SourceSelect:
     observed_at: str
 
 
-def _source_select(warehouse: Warehouse, sql: Dialect, dataset: Dataset, table: str, label: str) -> SourceSelect:
-    native = warehouse.native_columns(table) or {}
+def _sources(warehouse: Warehouse, dataset: Dataset) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, table, native columns) of the dataset's tables that exist: IRIS, then history."""
+    tables = [(IRIS, dataset.table_name)] + ([(HISTORIC, dataset.historic_table_name)] if has_history(dataset) else [])
+    return [(label, table, native) for label, table in tables if (native := warehouse.native_columns(table))]
+
+
+def view_types(warehouse: Warehouse, dataset: Dataset) -> dict[str, str]:
+    """The unified view's columns and types: the registry's, widened where a source table widened a
+    column (a fraction in an INT64 field makes it FLOAT64; the view must not round it back)."""
+    sql = dialect(warehouse.dialect)
+    types = unified_columns(dataset)
+    for _, _, native in _sources(warehouse, dataset):
+        folded = {name.lower(): kind for name, kind in native.items()}
+        for name, wanted in types.items():
+            have = sql.registry_type(folded.get(name.lower(), ""))
+            if have and evolved_type(wanted, have) == have:
+                types[name] = have
+    return types
+
+
+def _source_select(sql: Dialect, table_ref: str, table: str, label: str, native: dict[str, str],
+                   types: dict[str, str]) -> SourceSelect:
     by_folded = {name.lower(): name for name in native}
     columns = []
-    for name, wanted in ({c.name: c.type for c in dataset.columns} | META_COLUMNS).items():
+    for name, wanted in types.items():
+        if name in (SOURCE_COLUMN, OBSERVED_COLUMN):
+            continue
         actual = by_folded.get(name.lower())
+        have = sql.registry_type(native[actual]) if actual else None
         if actual is None:
             expr = sql.null(wanted)
-        elif sql.registry_type(native[actual]) == wanted:
+        elif have == wanted:
             expr = sql.q(actual)
+        elif have and evolved_type(have, wanted) == wanted:  # another source widened it: widen this one too
+            expr = sql.widen(sql.q(actual), have, wanted)
         else:  # a legacy layout: converted, NULL where a value does not convert
             expr = sql.convert(sql.q(actual), native[actual], wanted)
         if name in META_COLUMNS and expr != sql.q(actual or name):
@@ -133,7 +158,7 @@ def _source_select(warehouse: Warehouse, sql: Dialect, dataset: Dataset, table: 
     exprs = dict(columns)
     observed = (f"COALESCE({sql.file_time(exprs['_source_file'])}, {exprs['_ingested_at']})" if label == IRIS
                 else exprs["_ingested_at"])
-    return SourceSelect(label, warehouse.table_ref(table), columns, observed)
+    return SourceSelect(label, table_ref, columns, observed)
 
 
 def _meta_fallback(sql: Dialect, name: str, label: str, table: str) -> str:
@@ -144,9 +169,9 @@ def _meta_fallback(sql: Dialect, name: str, label: str, table: str) -> str:
 def unified_view_sql(warehouse: Warehouse, dataset: Dataset) -> str:
     """The view's SELECT over the sources that exist (`ensure_sources` makes sure both do)."""
     sql = dialect(warehouse.dialect)
-    tables = [(IRIS, dataset.table_name)] + ([(HISTORIC, dataset.historic_table_name)] if has_history(dataset) else [])
-    sources = [_source_select(warehouse, sql, dataset, table, label) for label, table in tables
-               if warehouse.table_columns(table) is not None]
+    types = view_types(warehouse, dataset)
+    sources = [_source_select(sql, warehouse.table_ref(table), table, label, native, types)
+               for label, table, native in _sources(warehouse, dataset)]
     if not sources:
         raise ValueError(f"{dataset.code}: neither {dataset.table_name} nor {dataset.historic_table_name} exists")
     return render(
@@ -193,9 +218,9 @@ def create_latest_view(warehouse: Warehouse, dataset: Dataset) -> str:
 
 # --- deduplicated tables ------------------------------------------------------------------------
 
-def dedup_columns(dataset: Dataset) -> dict[str, str]:
+def dedup_columns(warehouse: Warehouse, dataset: Dataset) -> dict[str, str]:
     """The dedup table's columns beyond the provenance ones every table gets (ensure_table adds those)."""
-    columns = unified_columns(dataset) | {name: "BOOL" for name, _, _ in DEDUP_FLAGS.get(dataset.code, ())}
+    columns = view_types(warehouse, dataset) | {name: "BOOL" for name, _, _ in DEDUP_FLAGS.get(dataset.code, ())}
     return {name: kind for name, kind in columns.items() if name not in META_COLUMNS}
 
 
@@ -212,4 +237,4 @@ def replace_dedup_days(warehouse: Warehouse, dataset: Dataset, first: dt.date, l
     )
     layout = TableLayout(dataset.partition_column, dataset.cluster_columns)
     return warehouse.replace_range_with_select(
-        dedup_name(dataset), dedup_columns(dataset), layout, days.column, days.start, days.end, select)
+        dedup_name(dataset), dedup_columns(warehouse, dataset), layout, days.column, days.start, days.end, select)

@@ -241,6 +241,21 @@ def test_a_legacy_historic_table_is_adapted_not_refused(any_warehouse):
     ]
 
 
+def test_a_column_one_source_widened_is_wide_in_the_view(any_warehouse):
+    wh, ds = any_warehouse, REGISTRY["FUELINST"]
+    t = dt.datetime(2025, 6, 1, 10, 0, tzinfo=UTC)
+    load_history(wh, ds, dt.date(2025, 6, 1), dt.date(2025, 6, 1), [fuelinst(t, "WIND", 1500)], fetched_at=t)
+    # a fraction in the declared INT64 field: the loader widens the IRIS column to FLOAT64
+    load_iris(wh, ds, {"FUELINST_202506011010_a.json": [fuelinst(t + FIVE_MINUTES, "WIND", 1500.5)]},
+              ingested_at=t + dt.timedelta(minutes=11))
+    assert wh.table_columns(ds.table_name)["generation"] == "FLOAT64"
+    view = unified.create_unified_view(wh, ds)
+    assert unified.view_types(wh, ds)["generation"] == "FLOAT64"
+    assert sorted(r[0] for r in rows(wh, f"FROM {wh.table_ref(view)}", "generation")) == [1500.0, 1500.5]  # not rounded
+    unified.replace_dedup_days(wh, ds, dt.date(2025, 6, 1), dt.date(2025, 6, 1))
+    assert wh.table_columns(unified.dedup_name(ds))["generation"] == "FLOAT64"
+
+
 def test_history_is_never_written_into_a_legacy_table(any_warehouse):
     wh, ds = any_warehouse, REGISTRY["FUELINST"]
     legacy_fuelinst_table(wh)

@@ -11,7 +11,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from iris_pipeline import codec
+from iris_pipeline_tests.timeline import file_batch
 from iris_pipeline.warehouse import LEDGER_TABLE, WarehouseError
 from iris_pipeline.warehouse.base import LoadedFile
 from iris_pipeline.warehouse.duckdb_warehouse import quote_identifier
@@ -49,16 +49,7 @@ def boalf(unit, level, minute=0):
 
 def batch(files, known=TYPES):
     """(Arrow rows, LoadedFile list) for {file name: records}, built the way the loader builds them."""
-    names, indexes, records = [], [], []
-    for name, recs in files.items():
-        names += [name] * len(recs)
-        indexes += list(range(len(recs)))
-        records += recs
-    converted = codec.to_records_table(
-        records, known, pa.array(names, pa.string()), pa.array(indexes, pa.int64()),
-        pa.scalar(INGESTED_AT, codec.ARROW_TYPES["TIMESTAMP"]),
-    )
-    return converted, [LoadedFile(name, len(recs)) for name, recs in files.items()]
+    return file_batch(files, known, INGESTED_AT, hashed=False)
 
 
 def load(wh, files, dataset=DS, table=TABLE, known=TYPES):

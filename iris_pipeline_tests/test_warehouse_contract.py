@@ -10,7 +10,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from iris_pipeline import codec
+from iris_pipeline_tests.timeline import file_batch
 from iris_pipeline.warehouse import LEDGER_TABLE, QueryRefused, WarehouseError
 from iris_pipeline.warehouse.base import Batch, LoadedFile, TableLayout
 
@@ -52,17 +52,8 @@ def boalf(unit, level, minute=0):
 
 
 def batch(files, known=TYPES):
-    """(converted rows, LoadedFile list) for {file name: records}, built the way the loader builds them."""
-    names, indexes, records = [], [], []
-    for name, recs in files.items():
-        names += [name] * len(recs)
-        indexes += list(range(len(recs)))
-        records += recs
-    converted = codec.to_records_table(
-        records, known, pa.array(names, pa.string()), pa.array(indexes, pa.int64()),
-        pa.scalar(INGESTED_AT, codec.ARROW_TYPES["TIMESTAMP"]),
-    )
-    return converted, [LoadedFile(name, len(recs), f"sha-{name}") for name, recs in files.items()]
+    """(Arrow rows, LoadedFile list) for {file name: records}, built the way the loader builds them."""
+    return file_batch(files, known, INGESTED_AT)
 
 
 def load(wh, files, dataset=DS, table=TABLE, known=TYPES):

@@ -15,20 +15,26 @@ from iris_pipeline.warehouse.base import LoadedFile, TableLayout, Warehouse
 UTC = dt.timezone.utc
 
 
-def load_iris(wh: Warehouse, dataset: Dataset, files: dict[str, list[dict]], ingested_at: dt.datetime) -> None:
-    """IRIS messages {file name: records} into bmrs_<code>_iris, as the loader writes them."""
+def file_batch(files: dict[str, list[dict]], declared: dict[str, str], ingested_at: dt.datetime, *, hashed: bool = True):
+    """(converted rows, LoadedFile list) for {file name: records}, built the way the loader builds them."""
     names, indexes, records = [], [], []
     for name, recs in files.items():
         names += [name] * len(recs)
         indexes += list(range(len(recs)))
         records += recs
     converted = codec.to_records_table(
-        records, {c.name: c.type for c in dataset.columns}, pa.array(names, pa.string()),
-        pa.array(indexes, pa.int64()), pa.scalar(ingested_at, codec.ARROW_TYPES["TIMESTAMP"]),
+        records, declared, pa.array(names, pa.string()), pa.array(indexes, pa.int64()),
+        pa.scalar(ingested_at, codec.ARROW_TYPES["TIMESTAMP"]),
     )
+    return converted, [LoadedFile(n, len(r), f"sha-{n}" if hashed else None) for n, r in files.items()]
+
+
+def load_iris(wh: Warehouse, dataset: Dataset, files: dict[str, list[dict]], ingested_at: dt.datetime) -> None:
+    """IRIS messages {file name: records} into bmrs_<code>_iris, as the loader writes them."""
+    converted, loaded = file_batch(files, {c.name: c.type for c in dataset.columns}, ingested_at)
     wh.ensure_table(dataset.table_name, converted.column_types, TableLayout(dataset.partition_column, dataset.cluster_columns))
     rows = codec.conform(converted, wh.table_columns(dataset.table_name) or {})
-    wh.append(dataset.code, dataset.table_name, rows, [LoadedFile(n, len(r), f"sha-{n}") for n, r in files.items()])
+    wh.append(dataset.code, dataset.table_name, rows, loaded)
 
 
 def load_history(wh: Warehouse, dataset: Dataset, first: dt.date, last: dt.date, records: list[dict],

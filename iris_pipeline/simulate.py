@@ -892,6 +892,12 @@ class Simulator:
             else:
                 value = self._generic_text(dataset.code, name, target, unit, rng)
             record[name] = value
+        if "cost" in record and "volume" in record:  # DISBSAD: the cost of the action's volume
+            record["cost"] = round(record["volume"] * (self.market_price(target) + rng.uniform(-15, 40)), 2)
+        if "interconnector" in record:  # FOU2T14D/FOU2T3YW: interconnector rows name theirs
+            record["interconnector"] = record["fuelType"].startswith("INT")
+            record["interconnectorName"] = record["fuelType"] if record["interconnector"] else None
+            record["outputUsable"] = round(FUEL_RANGES[record["fuelType"]][1] * rng.uniform(0.6, 1))
         for low, high in (("minimumPossible", "maximumAvailable"), ("elbow2", "elbow3")):
             if low in record and high in record and record[low] > record[high]:
                 record[low], record[high] = record[high], record[low]
@@ -907,6 +913,8 @@ class Simulator:
             return target.isocalendar().week
         if "evision" in name:
             return rng.randint(1, 3)
+        if name == "demand" and code == "INDOD":  # the day's energy, MWh
+            return round(self.national_demand(target.replace(hour=12, minute=0)) * 24 * rng.uniform(0.8, 0.9))
         if name == "demand":  # national / transmission demand, MW (daily datasets: the day's peak)
             at = target.replace(hour=17, minute=30) if code in DAILY_DEMAND_DATASETS else target
             extra = 2500 if code in ("ITSDO", "TSDF", "TSDFD", "TSDFW") else 0
@@ -924,8 +932,6 @@ class Simulator:
         if name == "outputUsable":
             if code.startswith("UOU"):
                 return round(unit.capacity * rng.choice((1, 1, 0.8, 0.5, 0)))
-            if code.startswith("FOU"):
-                return round(rng.uniform(0, 12000))
             return round(rng.uniform(40000, 60000))  # national (NOU)
         if name in ("periodMax", "periodMin", "notice"):  # minutes
             return rng.choice((0, 5, 15, 30, 60, 120, 240))
@@ -1002,7 +1008,39 @@ class Simulator:
             return rng.choice(("Energy", "System"))
         if name == "systemZone":
             return rng.choice(("E", "N", "S", "W"))
-        return f"{name[:4].upper()}{rng.randint(1, 99)}"
+        if name in TEXT_CHOICES:
+            return rng.choice(TEXT_CHOICES[name])
+        if name in ("registeredResourceEicCode", "affectedUnitEIC"):
+            return f"48W00000{unit.national_grid_bm_unit}"
+        if name in ("registeredResourceName", "assetId"):
+            return unit.national_grid_bm_unit
+        if name in ("partyId", "bscPartyId"):
+            return unit.lead_party.split()[0].upper()
+        serial = rng.randint(1, 99999)
+        return {"timeSeriesId": f"NGET-EMFIP-{code}-TS-{serial:05d}", "bidId": f"NGET-{code}-BID-{serial:05d}",
+                "mRID": f"NGET-DCI-{serial:05d}", "demandControlId": f"DC{serial:05d}",
+                "contractIdentification": f"SOSO-{target:%Y%m%d}-{serial:05d}"}.get(name, f"{name[:4].upper()}{serial % 100}")
+
+
+# Plausible values for the generic builder's text columns, by column name.
+TEXT_CHOICES = {
+    "businessType": ("Frequency containment reserve", "Automatic frequency restoration reserve",
+                     "Manual frequency restoration reserve", "Replacement reserve"),
+    "marketAgreementType": ("Daily", "Weekly", "Monthly", "Yearly"),
+    "processType": ("Day ahead", "Intraday process", "Week ahead"),
+    "status": ("Intermediate", "Final"),
+    "priceDirection": ("Up", "Down"),
+    "forecastDateTimezone": ("Europe/London",),
+    "messageSeverity": ("INFORMATION", "WARNING"),
+    "messageTypeCode": ("SYSTEM", "SETTLEMENT"),
+    "messageType": ("Settlement run notice", "System message"),
+    "messageText": ("The Interim Initial settlement run has completed.", "BMRA data for the period has been re-sent."),
+    "senderIdentification": ("10X1001A1001A515",), "receiverIdentification": ("10XFR-RTE------Q", "10X1001A1001A361"),
+    "resourceProvider": ("10X1001A1001A515",), "traderUnit": ("IFA", "IFA2", "BritNed", "NEMO Link", "ElecLink"),
+    "affectedDso": ("UKPN", "NPG", "SSEN", "ENWL", "NGED", "SPEN"),
+    "demandControlEventFlag": ("I", "L"), "systemManagementActionFlag": ("F", "T"), "amendmentFlag": ("ORI",),
+    "clearedDefaultText": ("Default cleared",),
+}
 
 
 PUBLICATION_COLUMNS = frozenset({"publishTime", "createdDateTime", "createdTime", "messageReceivedDateTime",

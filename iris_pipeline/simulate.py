@@ -229,6 +229,18 @@ EXTRA_FIELDS = {"MID": ("sourceFileDateTime", "sourceFileSerialNumber"),
                 "mibm_mid": ("sourceFileDateTime", "sourceFileSerialNumber"),
                 **{code: ("bidOffer",) for code in SETTLEMENT_RUN_DATASETS}}
 
+# Publication interval of the event-driven datasets, for a registry that gives them no cadence.
+EVENT_INTERVAL_SECONDS = {
+    **dict.fromkeys(("SYS_WARN", "DCI", "IGCPU", "E0361"), 3600),
+    **dict.fromkeys(("SEL", "SIL", "MDP", "MDV", "MNZT", "MZT", "NDZ", "NTB", "NTO", "RDRE", "RDRI", "RURE", "RURI"), 60),
+}
+
+
+def publication_interval(dataset: Dataset) -> int:
+    """Seconds between the simulator's publications of `dataset`."""
+    return dataset.cadence_seconds or EVENT_INTERVAL_SECONDS.get(dataset.code, 3600)
+
+
 PRECISE_TIMESTAMP_FRACTION = 0.3
 LARGE_MESSAGE_FRACTION = 0.01
 REDECLARATION_FRACTION = 0.3  # MELS/MILS messages that redeclare a unit's earlier declaration
@@ -304,6 +316,7 @@ class Simulator:
         self.start = floor_time(start or dt.datetime.now(UTC), 1)
         self.run_token = run_token or f"SIM{seed}"
         self.plain_fraction = plain_fraction
+        self._intervals = {d.code: publication_interval(d) for d in self.registry}
         self._next_due = {d.code: self._first_due(d, self.start) for d in self.registry}
         self._prices: dict[int, float] = {}  # market_price by instant: a cache, not state
         self._builders: dict[str, Callable[[Dataset, dt.datetime, int], Records]] = {
@@ -321,7 +334,7 @@ class Simulator:
         """Messages published after the previous call's `until` (or from `start`) up to `until`."""
         due: list[tuple[dt.datetime, int, Message]] = []
         for dataset in self.registry:
-            cadence = dt.timedelta(seconds=dataset.cadence_seconds)
+            cadence = dt.timedelta(seconds=self._intervals[dataset.code])
             published = self._next_due[dataset.code]
             while published <= until:
                 for message in self.messages_at(dataset.code, published):
@@ -337,12 +350,12 @@ class Simulator:
         published = floor_time(published.astimezone(UTC), 60)
         build = self._builders.get(code, self._generic)
         return [self._message(dataset, published, index, build(dataset, published, index))
-                for index in range(self._count(code, dataset.cadence_seconds, published))]
+                for index in range(self._count(code, published))]
 
     # plumbing ----------------------------------------------------------------------------------
     @staticmethod
     def _first_due(dataset: Dataset, start: dt.datetime) -> dt.datetime:
-        cadence = dataset.cadence_seconds
+        cadence = publication_interval(dataset)
         minute = PUBLICATION_MINUTE.get(dataset.code)
         if minute is None:
             minute = zlib.crc32(dataset.code.encode()) % min(cadence // 60, 3)
@@ -350,11 +363,11 @@ class Simulator:
         k = math.ceil((start.timestamp() - offset) / cadence)
         return dt.datetime.fromtimestamp(k * cadence + offset, UTC)
 
-    def _count(self, code: str, cadence_seconds: int, published: dt.datetime) -> int:
+    def _count(self, code: str, published: dt.datetime) -> int:
         if code == "BOALF":
-            return self._base_count(code, cadence_seconds, published) + len(self._amendments_due(published))
+            return self._base_count(code, published) + len(self._amendments_due(published))
         if code in BM_DATASETS:
-            return self._base_count(code, cadence_seconds, published)
+            return self._base_count(code, published)
         if code == "DISEBSP":
             return 2  # this period's first run, and yesterday's same period re-run
         if code in SETTLEMENT_RUN_DATASETS:
@@ -363,9 +376,9 @@ class Simulator:
             return MESSAGES_PER_DUE["REMIT"] + len(self._remit_revisions_due(published))
         return MESSAGES_PER_DUE.get(code, 1)
 
-    def _base_count(self, code: str, cadence_seconds: int, published: dt.datetime) -> int:
+    def _base_count(self, code: str, published: dt.datetime) -> int:
         """Messages of a BM-unit dataset at `published`, before any amendments."""
-        base = BM_MESSAGES_PER_MINUTE[code] * cadence_seconds / 60
+        base = BM_MESSAGES_PER_MINUTE[code] * self._intervals[code] / 60
         burst = 2 if published.minute % 30 < 5 else 1
         jitter = 0.7 + 0.6 * _unit_interval(self.seed, code, "count", _epoch(published))
         count = max(1, round(base * burst * jitter))
@@ -566,7 +579,7 @@ class Simulator:
             # Redeclare an earlier first declaration: same unit, a later sequence, an interval that
             # overlaps it with boundaries not aligned to it (e.g. 11:09–11:21 inside 11:00–12:00).
             earlier = published - rng.randint(1, 20) * MINUTE
-            original = rng.randrange(self._count(code, 60, earlier))
+            original = rng.randrange(self._count(code, earlier))
             if not self._is_redeclaration(code, earlier, original):
                 unit, declared = self._declaration(code, earlier, original)
                 first, last = declared[0]["timeFrom"], declared[-1]["timeTo"]
@@ -596,7 +609,7 @@ class Simulator:
         due = []
         for minutes in range(1, 11):
             earlier = published - minutes * MINUTE
-            for index in range(self._base_count("BOALF", 60, earlier)):
+            for index in range(self._base_count("BOALF", earlier)):
                 h = _hash(self.seed, "BOALF-amend", _epoch(earlier), index)
                 if h / (2 * _TWO_63) < AMENDMENT_FRACTION and 1 + (h & 0xFF) % 10 == minutes:
                     due.append((earlier, index))
@@ -624,7 +637,7 @@ class Simulator:
         return records
 
     def _acceptances(self, dataset: Dataset, published: dt.datetime, index: int) -> Records:
-        base = self._base_count("BOALF", 60, published)
+        base = self._base_count("BOALF", published)
         if index < base:
             return self._acceptance(published, index)
         # The same acceptance (unit, number, times) re-sent as an amendment with corrected levels.
@@ -848,7 +861,7 @@ class Simulator:
     def _generic(self, dataset: Dataset, published: dt.datetime, index: int) -> Records:
         rng = self._message_rng(dataset.code, published, index)
         # daily and longer datasets: one record per day (week, month...), never two for the same date
-        cadence = dataset.cadence_seconds
+        cadence = self._intervals[dataset.code]
         step = dt.timedelta(seconds=cadence if cadence >= 86400 else min(cadence, 1800))
         base = floor_time(published, min(cadence, 1800))
         unit = self._unit_for(rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -16,7 +17,7 @@ import pytest
 from iris_pipeline import cli
 from iris_pipeline.codec import decode_body
 from iris_pipeline.loader import load_spool
-from iris_pipeline.registry import load_registry
+from iris_pipeline.registry import Registry, load_registry
 from iris_pipeline.simulate import (
     BM_DATASETS,
     BM_UNITS,
@@ -586,3 +587,12 @@ def test_a_restart_on_the_same_spool_writes_only_what_is_new(tmp_path):
 def test_run_with_count_and_no_realtime_is_fast_and_exact(tmp_path):
     assert run(tmp_path / "spool", count=2000, realtime=False) == 2000
     assert len(incoming_files(tmp_path / "spool")) == 2000
+
+
+def test_event_driven_datasets_without_a_registry_cadence_still_publish():
+    """The registry may give event-driven datasets no expected cadence: the simulator keeps its own."""
+    registry = load_registry()
+    quiet = {code: dataclasses.replace(registry[code], cadence_seconds=None) for code in ("SYS_WARN", "SEL")}
+    sim = Simulator(Registry({**{d.code: d for d in registry}, **quiet}), seed=0, start=utc(2025, 1, 15, 10, 0))
+    counts = collections.Counter(m.dataset for m in sim.messages_due(utc(2025, 1, 15, 11, 59)))
+    assert counts["SYS_WARN"] == 2 and counts["SEL"] == 120

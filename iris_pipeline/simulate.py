@@ -987,7 +987,9 @@ class Simulator:
             return float(rng.choice((132, 275, 400)))
         if name == "installedCapacity":
             return float(unit.capacity)
-        if name in ("volume", "tradeQuantity", "bmUnitApplicableBalancingServicesVolume", "secondaryQuantity"):
+        if name == "bmUnitApplicableBalancingServicesVolume":  # MWh in a half hour: within the unit's reach
+            return round(rng.uniform(-0.5, 0.5) * unit.capacity, 3)
+        if name in ("volume", "tradeQuantity", "secondaryQuantity"):
             return round(rng.uniform(-200, 200), 3)
         if "Volume" in name:  # NETBSAD volumes: buy side positive, sell side negative
             return round(rng.uniform(0, 300) * (-1 if "Sell" in name else 1), 3)

@@ -454,6 +454,8 @@ def test_values_are_plausible(tmp_path):
             for field in ("levelFrom", "levelTo", "level"):
                 if field in r:
                     assert abs(r[field]) <= unit.capacity, (code, r)
+    for r in rows["QAS"]:
+        assert abs(r["bmUnitApplicableBalancingServicesVolume"]) <= capacity[r["bmUnit"]].capacity
     for r in rows["REMIT"]:
         assert r["fuelType"] == capacity[r["assetId"]].remit_fuel
         assert r["availableCapacity"] <= r["normalCapacity"] == capacity[r["assetId"]].capacity
@@ -572,16 +574,23 @@ def test_run_writes_backfill_then_stops_on_event(tmp_path):
 
 
 def test_a_restart_on_the_same_spool_writes_only_what_is_new(tmp_path):
+    """As `make dev` restarts: the first run's files are loaded and archived, then the simulator restarts
+    with a backfill that covers them."""
     now = utc(2025, 1, 15, 12, 0)
-    first = run(tmp_path / "spool", now=now, backfill_minutes=10, realtime=False, count=1000)
+    spool = Spool(tmp_path / "spool")
+    first = run(spool, now=now, backfill_minutes=10, realtime=False, count=1000)
     files = _spool_files(tmp_path / "spool")
     assert first == len(files) == 1000
-    # Restarted 2 minutes later: its 10-minute backfill is already on disk, so only new messages follow.
-    again = run(tmp_path / "spool", now=now + dt.timedelta(minutes=2), backfill_minutes=10, realtime=False, count=300)
-    after = _spool_files(tmp_path / "spool")
-    assert again == 300 and len(after) == 1300
-    assert all(after[name] == body for name, body in files.items())
-    assert not any("+" in name for name in after)  # no content variants: nothing was rewritten differently
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as warehouse:
+        assert load_spool(spool, warehouse, workers=0).files_loaded == 1000
+        assert not _spool_files(tmp_path / "spool")  # all archived
+        # Restarted 2 minutes later: its 10-minute backfill is already archived, so only new messages follow.
+        again = run(spool, now=now + dt.timedelta(minutes=2), backfill_minutes=10, realtime=False, count=300)
+        new = _spool_files(tmp_path / "spool")
+        assert again == len(new) == 300 and not new.keys() & files.keys()
+        assert not any("+" in name for name in new)  # no content variants: nothing came back different
+        assert load_spool(spool, warehouse, workers=0).files_loaded == 300
+        assert warehouse.query("SELECT count(*) FROM iris_ingest_log")[0][0] == 1300
 
 
 def test_run_with_count_and_no_realtime_is_fast_and_exact(tmp_path):

@@ -281,7 +281,10 @@ def _iso_precise(value: dt.date) -> str:
 
 
 def _encode_records(records: Records, precise: bool) -> bytes:
-    return orjson.dumps(records, default=_iso_precise if precise else _iso_z, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    if precise:
+        return orjson.dumps(records, default=_iso_precise, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    # orjson writes whole-second UTC datetimes as 2025-01-15T10:00:00Z itself (what _iso_z would)
+    return orjson.dumps(records, option=orjson.OPT_UTC_Z)
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -319,6 +322,8 @@ class Simulator:
         self._intervals = {d.code: publication_interval(d) for d in self.registry}
         self._next_due = {d.code: self._first_due(d, self.start) for d in self.registry}
         self._prices: dict[int, float] = {}  # market_price by instant: a cache, not state
+        self._knots: dict[tuple[str, int, int], float] = {}  # _noise's hashed knots: a cache, not state
+        self._memos: dict[tuple, Records] = {}  # see _memo
         self._builders: dict[str, Callable[[Dataset, dt.datetime, int], Records]] = {
             "BOD": self._bod, "PN": self._physical_notification, "QPN": self._physical_notification,
             "MELS": self._export_import_limits, "MILS": self._export_import_limits, "BOALF": self._acceptances,
@@ -391,20 +396,28 @@ class Simulator:
     def _message(self, dataset: Dataset, published: dt.datetime, index: int, records: Records) -> Message:
         if "dataset" in dataset.column_names:
             records = [{"dataset": dataset.code, **r} for r in records]
-        style = _unit_interval(self.seed, dataset.code, "style", _epoch(published), index)
-        precise = style < PRECISE_TIMESTAMP_FRACTION
+        style = _hash(self.seed, dataset.code, "style", _epoch(published), index)
+        precise = (style & 0xFFFF) / 0x10000 < PRECISE_TIMESTAMP_FRACTION
         array = _encode_records(records, precise=precise)
-        plain = _unit_interval(self.seed, dataset.code, "plain", _epoch(published), index) < self.plain_fraction
+        plain = (style >> 16 & 0xFFFF) / 0x10000 < self.plain_fraction
         body = array if plain else orjson.dumps(array.decode())
         name = f"{dataset.code}_{published:%Y%m%d%H%M}_{self.run_token}-{index + 1:07d}.json"
         return Message(dataset.code, name, body)
+
+    def _knot(self, name: str, scale: int, knot: int) -> float:
+        key = (name, scale, knot)
+        if (value := self._knots.get(key)) is None:
+            if len(self._knots) > 100_000:
+                self._knots.clear()
+            value = self._knots[key] = _hash(self.seed, name, scale, knot) / _TWO_63 - 1
+        return value
 
     def _noise(self, name: str, seconds: float, scale: int) -> float:
         """Smooth noise in [-1, 1]: hashed knots every `scale` seconds, cosine-interpolated."""
         position = seconds / scale
         knot = math.floor(position)
-        a = _hash(self.seed, name, scale, knot) / _TWO_63 - 1
-        b = _hash(self.seed, name, scale, knot + 1) / _TWO_63 - 1
+        a = self._knot(name, scale, knot)
+        b = self._knot(name, scale, knot + 1)
         w = (1 - math.cos(math.pi * (position - knot))) / 2
         return a + (b - a) * w
 
@@ -505,8 +518,19 @@ class Simulator:
         periods = rng.randint(1, 4)
         return [r for unit in units for p in range(periods) for r in self._bid_offer_pairs(unit, first + p * HALF_HOUR)]
 
+    def _memo(self, key: tuple, build: Callable[[], Records]) -> Records:
+        """Records that several messages repeat, built once (a cache, not state: never mutate them)."""
+        if (records := self._memos.get(key)) is None:
+            if len(self._memos) > 20_000:
+                self._memos.clear()
+            records = self._memos[key] = build()
+        return records
+
     def _bid_offer_pairs(self, unit: BmUnit, start: dt.datetime) -> Records:
         """A unit's bid-offer pairs for the period starting at `start` (the same in every message)."""
+        return self._memo(("BOD", unit.bm_unit, start), lambda: self._build_bid_offer_pairs(unit, start))
+
+    def _build_bid_offer_pairs(self, unit: BmUnit, start: dt.datetime) -> Records:
         rng = _rng(self.seed, "BOD", unit.bm_unit, _epoch(start))
         pairs = 1 + _hash(self.seed, "pairs", unit.bm_unit) % 5
         price = self.market_price(start) + rng.uniform(-10, 25)
@@ -536,6 +560,9 @@ class Simulator:
     def _period_segments(self, code: str, unit: BmUnit, start: dt.datetime) -> Records:
         """A unit's PN for one period: its level path, cut at 0–2 minutes, the same in every message;
         the level at the period boundary is shared with the neighbouring periods (no jumps)."""
+        return self._memo((code, unit.bm_unit, start), lambda: self._build_period_segments(code, unit, start))
+
+    def _build_period_segments(self, code: str, unit: BmUnit, start: dt.datetime) -> Records:
         rng = _rng(self.seed, code, unit.bm_unit, _epoch(start))
         cuts = sorted(rng.sample(range(1, 30), rng.randint(0, 2)))
         bounds = [start, *(start + c * MINUTE for c in cuts), start + HALF_HOUR]

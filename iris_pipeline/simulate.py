@@ -468,13 +468,17 @@ class Simulator:
             "OTHER": 250 + 400 * self._fraction("OTHER", t, 43200),
         }
         peak = 7 <= hour < 9.5 or 16 <= hour < 20
-        # Pumped storage pumps at night (FUELINST shows 0) and generates at the peaks.
-        mw["PS"] = (300 + 1500 * self._fraction("PS", t, 3600, 900)) if peak else 0.0 if night or hour < 7 else \
-            200 * max(0.0, self._wander("PS", s, 3600))
+        # Pumped storage generates at the peaks and pumps at night, which FUELINST shows as 0.
+        if peak:
+            mw["PS"] = 300 + 1500 * self._fraction("PS", t, 3600, 900)
+        elif hour < 7 or hour >= 23:
+            mw["PS"] = 0.0
+        else:
+            mw["PS"] = 200 * max(0.0, self._wander("PS", s, 3600))
         if peak and winter > 0.6 and shape > 0.85:
             mw["OCGT"] = 150 * self._fraction("OCGT", t, 1800)
         import_bias = 0.45 + 0.35 * night + 0.2 * winter - 0.5 * (1 - winter) * _solar_shape(hour)
-        for fuel, (low, high) in FUEL_RANGES.items():
+        for fuel, (_, high) in FUEL_RANGES.items():
             if fuel.startswith("INT"):
                 bias = -0.4 + 0.2 * shape if fuel in IRISH_INTERCONNECTORS else import_bias
                 mw[fuel] = high * _clamp(bias + 0.35 * self._wander(fuel, s, 21600, 3600), -1, 1)

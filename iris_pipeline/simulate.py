@@ -896,15 +896,18 @@ class Simulator:
         step = dt.timedelta(seconds=cadence if cadence >= 86400 else min(cadence, 1800))
         base = floor_time(published, min(cadence, 1800))
         unit = self._unit_for(rng)
-        # Values of datasets without a publication time are facts of (target, unit), the same in every
-        # message; forecasts (with a publishTime) are new each publication.
+        # A record is a fact of what identifies it: its target time, its unit (for per-unit datasets) and,
+        # for forecasts and other datasets with a publication time, that time. Any message that carries
+        # it again carries the same values (e.g. NETBSAD for a period, QAS for a unit and period).
         versioned = any(c in dataset.column_names for c in PUBLICATION_COLUMNS)
+        per_unit = "bmUnit" in dataset.column_names
         records = []
         for i in range(rng.randint(1, 12)):
             target = base + i * step
-            record_rng = _rng(self.seed, dataset.code, _epoch(target), unit.bm_unit,
+            record_rng = _rng(self.seed, dataset.code, _epoch(target), unit.bm_unit if per_unit else "",
                               _epoch(published) if versioned else 0)
-            records.append(self._generic_record(dataset, published, target, unit, record_rng))
+            record_unit = unit if per_unit else self._unit_for(record_rng)
+            records.append(self._generic_record(dataset, published, target, record_unit, record_rng))
         return records
 
     def _generic_record(self, dataset: Dataset, published: dt.datetime, target: dt.datetime, unit: BmUnit,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from iris_pipeline.codec import META_COLUMNS
 from iris_pipeline.historic import day_range
+from iris_pipeline.insights_api import settlement_day_bounds
 from iris_pipeline.registry import Dataset, Registry
 from iris_pipeline.sql_templates import Dialect, dialect, render
 from iris_pipeline.warehouse.base import TableLayout, Warehouse, evolved_type
@@ -224,6 +225,19 @@ def dedup_columns(warehouse: Warehouse, dataset: Dataset) -> dict[str, str]:
     return {name: kind for name, kind in columns.items() if name not in META_COLUMNS}
 
 
+def _key_bounds(sql: Dialect, dataset: Dataset, days) -> list[tuple[str, str, str]]:
+    """Bounds on a time column of the natural key, a day wider than the settlement days: a filter on a
+    column the view's window is partitioned by reaches the tables (FUELINST's days are by settlementDate,
+    its key is startTime: without this, every refresh of today would read the whole history)."""
+    if days.column in dataset.natural_key:
+        return []
+    margin = dt.timedelta(days=1)
+    start, end = (days.start, days.end) if isinstance(days.start, dt.datetime) else (
+        settlement_day_bounds(days.first)[0], settlement_day_bounds(days.last)[1])
+    return [(c, sql.timestamp(start - margin), sql.timestamp(end + margin)) for c in dataset.natural_key
+            if (col := dataset.column(c)) and col.type == "TIMESTAMP"][:1]
+
+
 def replace_dedup_days(warehouse: Warehouse, dataset: Dataset, first: dt.date, last: dt.date) -> int:
     """Make settlement days first..last of `bmrs_<code>_dedup` the unified view's rows for them, in one
     transaction. Returns the rows those days now hold."""
@@ -232,7 +246,7 @@ def replace_dedup_days(warehouse: Warehouse, dataset: Dataset, first: dt.date, l
     bound = sql.date if isinstance(days.start, dt.date) and not isinstance(days.start, dt.datetime) else sql.timestamp
     select = render(
         "dedup_select.sql", sql, unified=warehouse.table_ref(unified_name(dataset)), day_column=days.column,
-        first=bound(days.start), end=bound(days.end),
+        first=bound(days.start), end=bound(days.end), key_bounds=_key_bounds(sql, dataset, days),
         flags=[(name, expr) for name, expr, _ in DEDUP_FLAGS.get(dataset.code, ())],
     )
     layout = TableLayout(dataset.partition_column, dataset.cluster_columns)

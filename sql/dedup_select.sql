@@ -6,3 +6,6 @@ SELECT
 
 FROM {{ unified }} AS u
 WHERE u.{{ d.q(day_column) }} >= {{ first }} AND u.{{ d.q(day_column) }} < {{ end }}
+{% for column, low, high in key_bounds %}
+  AND u.{{ d.q(column) }} >= {{ low }} AND u.{{ d.q(column) }} < {{ high }}
+{% endfor %}

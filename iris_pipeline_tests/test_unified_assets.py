@@ -51,6 +51,8 @@ def test_views_are_created_by_one_subsettable_step_with_their_checks(registry, p
     specs = {(c.asset_key.path[-1], c.name): c for c in views.check_specs}
     assert specs[("bmrs_disebsp_latest", NO_DUPLICATE_KEYS)].blocking
     assert specs[("bmrs_mels_resolved", NO_DUPLICATE_KEYS)].blocking
+    assert specs[("bmrs_disebsp_latest", SETTLEMENT_DAYS_COMPLETE)].blocking  # one price per period
+    assert ("bmrs_boav_latest", SETTLEMENT_DAYS_COMPLETE) not in specs  # only periods with acceptances
     assert not specs[("bmrs_boav_unified", KEY_ASSUMPTION_HOLDS)].blocking  # an assumption warns only
     with DuckDBWarehouse(path) as wh:  # two bid/offer rows under one key: the assumed key misses a column
         row = {"settlementDate": "2025-06-01", "settlementPeriod": 3, "bmUnit": "T_X-1", "acceptanceId": 5,
@@ -64,7 +66,8 @@ def test_views_are_created_by_one_subsettable_step_with_their_checks(registry, p
     with DuckDBWarehouse(path) as wh:
         assert {"bmrs_disebsp_unified", "bmrs_disebsp_latest"} <= wh.tables()
         assert "bmrs_mid_unified" not in wh.tables()  # not selected, not created
-    assert checks_of(result) == {("bmrs_disebsp_latest", NO_DUPLICATE_KEYS): True}
+    assert checks_of(result) == {("bmrs_disebsp_latest", NO_DUPLICATE_KEYS): True,
+                                 ("bmrs_disebsp_latest", SETTLEMENT_DAYS_COMPLETE): True}
 
     result = materialize([views], path)
     assert result.success

@@ -18,7 +18,7 @@ import dagster as dg
 from iris_pipeline import resolved, unified
 from iris_pipeline.defs.resources import WAREHOUSE_POOL
 from iris_pipeline.defs.unified.checks import (
-    KEY_ASSUMPTION_HOLDS, NO_DUPLICATE_KEYS, CheckTarget, check_result, check_spec,
+    KEY_ASSUMPTION_HOLDS, NO_DUPLICATE_KEYS, SETTLEMENT_DAYS_COMPLETE, CheckTarget, check_result, check_spec,
 )
 from iris_pipeline.registry import Dataset, Registry
 
@@ -99,6 +99,9 @@ def view_checks(registry: Registry) -> dict[dg.AssetCheckKey, tuple[str, CheckTa
     for ds in unified.latest_datasets(registry):
         checks[dg.AssetCheckKey(latest_key(ds), NO_DUPLICATE_KEYS)] = (
             NO_DUPLICATE_KEYS, CheckTarget(unified.latest_name(ds), ds, ds.latest_key))
+        if ds.latest_key == ("settlementDate", "settlementPeriod"):  # one row per period: every period is due
+            checks[dg.AssetCheckKey(latest_key(ds), SETTLEMENT_DAYS_COMPLETE)] = (
+                SETTLEMENT_DAYS_COMPLETE, CheckTarget(unified.latest_name(ds), ds, ds.latest_key))
     for ds in (registry[code] for code in unified.RESOLVED if code in registry):
         checks[dg.AssetCheckKey(resolved_key(ds), NO_DUPLICATE_KEYS)] = (
             NO_DUPLICATE_KEYS, CheckTarget(resolved.resolved_name(ds), ds, ("bmUnit", "nationalGridBmUnit", "timeFrom")))

@@ -18,6 +18,10 @@ def test_definitions_load_and_validate(pipeline_env):
     assert dg.AssetKey("bmrs_sys_warn_iris") in keys and dg.AssetKey("bmrs_mibm_mid_iris") in keys
     assert defs.resolve_job_def("iris_ingest") is not None
     assert defs.resolve_sensor_def("iris_spool_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    # health is evaluated by a sensor without runs; no schedule starts a run every minute
+    assert defs.resolve_sensor_def("iris_health_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert all(s.job_name != "iris_health" for s in defs.schedules)
+    assert defs.resolve_schedule_def("iris_run_purge_daily").job_name == "iris_run_purge"
 
 
 def test_every_asset_says_what_its_table_holds(pipeline_env):

@@ -119,8 +119,8 @@ def build_iris_tables(
     )
     def iris_spool_loader(context: dg.AssetExecutionContext):
         """Drain the selected datasets' pending spool files into their tables exactly once, then
-        evaluate the selected checks. With only checks selected (job `iris_health`) it reads the spool
-        and the ingest status file and touches nothing else."""
+        evaluate the selected checks. With only checks selected (launched on their own from the UI)
+        it reads the spool and the ingest status file and touches nothing else."""
         spool_dir: Spool = context.resources.spool.get()
         if not context.selected_asset_keys:
             status = read_status(spool_dir.root) or IngestStatus()

@@ -96,9 +96,8 @@ def build_health_sensor(
             [e.asset_check_key for e in evaluations]
         )
         changed = changed_evaluations(evaluations, latest, time.time())
-        if not changed:
-            return dg.SkipReason(f"{len(evaluations)} checks evaluated, no verdict changed")
-        return dg.SensorResult(asset_events=changed)
+        summary = f"{len(evaluations)} checks evaluated, {len(changed)} verdict(s) recorded"
+        return dg.SensorResult(asset_events=changed, skip_reason=dg.SkipReason(summary))  # "skipped": no run
 
     return iris_health_sensor
 

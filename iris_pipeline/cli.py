@@ -25,6 +25,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     spool = Spool(settings.spool_dir)
+    if not spool.root.is_dir():  # run from the wrong directory: say so rather than create a warehouse here
+        print(
+            f"iris-pipeline ingest: no spool at {spool.root.absolute()}: nothing to ingest"
+            " (set IRIS_SPOOL_DIR to the spool the simulator or client writes, e.g. the project's data/spool)",
+            file=sys.stderr,
+        )
+        return 1
     if args.dataset:
         from iris_pipeline.registry import load_registry
 

@@ -261,6 +261,7 @@ def test_a_lower_case_code_matches_itself_first(pipeline_env, spool):
     assert resolve_code("AB", {"ab", "AB"}) == "AB"
     with pytest.raises(ValueError, match="unknown dataset code 'Ab'"):
         resolve_code("Ab", {"ab", "AB"})  # two codes differ from it only by case: ambiguous
+    spool.incoming.mkdir(parents=True)
     result = _cli(pipeline_env, "ingest", "--dataset", "mibm_mid")
     assert result.returncode == 0 and "mibm_mid" in result.stdout and "UNREGISTERED" not in result.stdout
 
@@ -298,6 +299,19 @@ def test_nonsense_options_are_usage_errors(pipeline_env, spool, tmp_path, argv, 
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not spool.root.exists() and not (tmp_path / "warehouse.duckdb").exists()  # nothing was done
+
+
+def test_ingest_without_a_spool_creates_nothing(pipeline_env, tmp_path):
+    """`ingest` from the wrong directory: told where it looked, and no empty warehouse appears there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in pipeline_env.items() if k not in ("IRIS_DUCKDB_PATH", "IRIS_SPOOL_DIR")}
+    result = subprocess.run(
+        [str(VENV_BIN / "iris-pipeline"), "ingest"], env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120
+    )
+    line = _one_error_line(result, 1, f"no spool at {elsewhere / 'data' / 'spool'}", "IRIS_SPOOL_DIR")
+    assert line.startswith("iris-pipeline ingest: ")
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_an_unusable_setting_is_one_line(pipeline_env, warehouse_path):

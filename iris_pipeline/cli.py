@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+        return status
     except UsageError as exc:
         print(f"iris-pipeline {args.command}: {exc}", file=sys.stderr)
         return 2

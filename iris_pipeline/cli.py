@@ -94,14 +94,7 @@ def _backfill(args: argparse.Namespace) -> int:
     if args.to_day < args.from_day:
         raise UsageError(f"--to {args.to_day} is before --from {args.from_day}")
     registry = load_registry()
-    by_api_code = {d.api_code: d.code for d in registry if d.api_code != d.code}
-    datasets = []
-    for code in args.dataset:
-        code = resolve_code(by_api_code.get(code, code), registry.codes())
-        dataset = registry[code]
-        if dataset.api is None:
-            raise UsageError(f"{code}: the registry has no historic (Insights API) endpoint for it")
-        datasets.append(dataset)
+    datasets = [historic_dataset(registry, code) for code in args.dataset]
     settings = Settings.from_env()
     ranges = split_days(args.from_day, args.to_day, args.days_per_range)
     total, done, failed = len(ranges) * len(datasets), 0, 0
@@ -169,6 +162,18 @@ def _check_options(args: argparse.Namespace, positive: tuple[str, ...] = (), non
             value = getattr(args, name, None)
             if value is not None and not ok(value):  # NaN fails both
                 raise UsageError(f"--{name.replace('_', '-')} must be {what}, not {value}")
+
+
+def historic_dataset(registry, code: str):
+    """The dataset `backfill --dataset CODE` means: an IRIS code first (MID is a code of its own), then
+    an Insights API code (SYSWARN → SYS_WARN), each also in another case; it must have an endpoint."""
+    if code not in registry:
+        by_api_code = {d.api_code: d.code for d in registry}
+        code = by_api_code.get(code) or by_api_code.get(code.upper()) or code
+    dataset = registry[resolve_code(code, registry.codes())]
+    if dataset.api is None:
+        raise UsageError(f"{dataset.code}: the registry has no historic (Insights API) endpoint for it")
+    return dataset
 
 
 def _one_line(exc: Exception) -> str:

@@ -266,6 +266,18 @@ def test_a_lower_case_code_matches_itself_first(pipeline_env, spool):
     assert result.returncode == 0 and "mibm_mid" in result.stdout and "UNREGISTERED" not in result.stdout
 
 
+def test_backfill_takes_iris_codes_first_then_api_codes():
+    from iris_pipeline.cli import historic_dataset
+    from iris_pipeline.registry import load_registry
+
+    registry = load_registry()
+    api = {code: historic_dataset(registry, code).code for code in ("MID", "mibm_mid", "SYSWARN", "SYS_WARN", "syswarn", "fuelinst")}
+    assert api == {"MID": "MID", "mibm_mid": "mibm_mid", "SYSWARN": "SYS_WARN", "SYS_WARN": "SYS_WARN",
+                   "syswarn": "SYS_WARN", "fuelinst": "FUELINST"}
+    with pytest.raises(ValueError, match="unknown dataset code 'NOPE'"):
+        historic_dataset(registry, "NOPE")
+
+
 def test_ingest_takes_an_unregistered_code_waiting_in_the_spool(pipeline_env, spool):
     spool.write_incoming("NEWCODE", "n.json", body([{"a": 1}]))
     result = _cli(pipeline_env, "ingest", "--dataset", "NEWCODE")

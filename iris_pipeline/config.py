@@ -25,6 +25,7 @@ class Settings:
     elexon_api_base_url: str = "https://data.elexon.co.uk/bmrs/api/v1"
     iris_archive_url: str = "https://archive.data.elexon.co.uk/iris-archive"
     archive_retention_days: int = 7
+    run_retention_days: int = 7  # finished runs of the frequent jobs (defs/run_retention.py)
     freshness_minutes: float = 5.0
     client_max_silence_s: float = 600.0
     historic_start: dt.date = dt.date(2025, 1, 1)  # first settlement day of the historic partitions
@@ -50,6 +51,7 @@ class Settings:
             elexon_api_base_url=env.get("ELEXON_API_BASE_URL", "https://data.elexon.co.uk/bmrs/api/v1"),
             iris_archive_url=env.get("IRIS_ARCHIVE_URL", "https://archive.data.elexon.co.uk/iris-archive"),
             archive_retention_days=int(env.get("IRIS_ARCHIVE_RETENTION_DAYS", "7")),
+            run_retention_days=_positive_int(env, "IRIS_RUN_RETENTION_DAYS", 7, "days"),
             freshness_minutes=float(env.get("IRIS_FRESHNESS_MINUTES", "5")),
             client_max_silence_s=float(env.get("IRIS_CLIENT_MAX_SILENCE_SECONDS", "600")),
             max_message_bytes=_positive_int(env, "IRIS_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),

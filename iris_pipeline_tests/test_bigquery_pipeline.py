@@ -79,8 +79,9 @@ def test_cli_ingest_loads_a_spool_exactly_once_and_redeliveries_add_nothing(bigq
         assert wh.query(f"SELECT count(*) FROM {wh.table_ref(LEDGER_TABLE)}") == [(400,)]
     assert spool.datasets_pending() == []
 
-    rows = _cli(bigquery_env, "query", f"SELECT count(*) FROM `{bigquery_emulator.project}.{bq_dataset}.{LEDGER_TABLE}`")
-    assert (rows.returncode, rows.stdout) == (0, "400\n")
+    rows = _cli(bigquery_env, "query", "--format", "csv",
+                f"SELECT count(*) AS files FROM `{bigquery_emulator.project}.{bq_dataset}.{LEDGER_TABLE}`")
+    assert (rows.returncode, rows.stdout) == (0, "files\n400\n")
     refused = _cli(bigquery_env, "query", f"DELETE FROM `{bigquery_emulator.project}.{bq_dataset}.{LEDGER_TABLE}` WHERE TRUE")
     assert refused.returncode == 2 and "refused" in refused.stderr
 

@@ -18,6 +18,10 @@ def test_definitions_load_and_validate(pipeline_env):
     assert dg.AssetKey("bmrs_sys_warn_iris") in keys and dg.AssetKey("bmrs_mibm_mid_iris") in keys
     assert defs.resolve_job_def("iris_ingest") is not None
     assert defs.resolve_sensor_def("iris_spool_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    # health is evaluated by a sensor without runs; no schedule starts a run every minute
+    assert defs.resolve_sensor_def("iris_health_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert all(s.job_name != "iris_health" for s in defs.schedules)
+    assert defs.resolve_schedule_def("iris_run_purge_daily").job_name == "iris_run_purge"
 
 
 def test_every_asset_says_what_its_table_holds(pipeline_env):
@@ -29,6 +33,44 @@ def test_every_asset_says_what_its_table_holds(pipeline_env):
         assert len(description) > 80, key
     fuelinst = graph.get(dg.AssetKey("bmrs_fuelinst_iris"))
     assert "startTime, fuelType" in fuelinst.description
+
+
+def test_column_schema_lists_every_loaded_column_with_descriptions(pipeline_env):
+    from iris_pipeline.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    registry = load_registry()
+    for ds in registry:
+        schema = graph.get(dg.AssetKey(ds.table_name)).metadata["dagster/column_schema"]
+        schema = getattr(schema, "schema", schema)  # a TableSchemaMetadataValue or the schema itself
+        columns = {c.name: c for c in schema.columns}
+        assert list(columns) == [*ds.column_names, "_source_file", "_record_index", "_ingested_at"], ds.code
+        assert (columns["_record_index"].type, columns["_ingested_at"].type) == ("INT64", "TIMESTAMP")
+        assert all(columns[name].description for name in ("_source_file", "_record_index", "_ingested_at"))
+        for column in ds.columns:  # the registry's description, where it has one
+            assert columns[column.name].description == (column.description or None)
+
+
+def test_column_descriptions_come_from_the_registry():
+    import dataclasses
+
+    from iris_pipeline.defs.iris_tables import column_schema
+    from iris_pipeline.registry import Column
+
+    freq = dataclasses.replace(load_registry()["FREQ"], columns=(Column("frequency", "FLOAT64", "System frequency (Hz)"),))
+    columns = column_schema(freq).columns
+    assert [(c.name, c.type, c.description) for c in columns][0] == ("frequency", "FLOAT64", "System frequency (Hz)")
+    assert [c.name for c in columns] == ["frequency", "_source_file", "_record_index", "_ingested_at"]
+
+
+def test_the_unregistered_asset_names_its_check(pipeline_env):
+    from iris_pipeline.definitions import build_definitions
+    from iris_pipeline.defs.checks import REGISTERED
+
+    graph = build_definitions().resolve_asset_graph()
+    description = graph.get(UNREGISTERED_KEY).description
+    assert f"`{REGISTERED}`" in description and REGISTERED == "all_codes_registered"
+    assert dg.AssetCheckKey(UNREGISTERED_KEY, REGISTERED) in graph.asset_check_keys
 
 
 def test_each_table_has_freshness_and_quarantine_checks(pipeline_env):

@@ -430,31 +430,29 @@ def test_writer_gives_up_in_time_naming_the_process_that_holds_the_file(db_path,
 # --- read-only queries for people -------------------------------------------------------------------
 
 def test_read_query_waits_for_a_writer_then_reads(db_path):
-    import io
-
+    from iris_pipeline.query_output import ResultSpill
     from iris_pipeline.warehouse.duckdb_read import read_query
 
     holder = start_holder(db_path, "1.0")
     try:
-        out = io.StringIO()
         started = time.monotonic()
-        assert read_query(db_path, "SELECT table_name FROM duckdb_tables() ORDER BY 1", out, timeout_s=30) == 2
-        assert 0.7 <= time.monotonic() - started < 10
-        assert out.getvalue() == f"held\n{LEDGER_TABLE}\n"
+        with ResultSpill() as out:
+            assert read_query(db_path, "SELECT table_name FROM duckdb_tables() ORDER BY 1", out, timeout_s=30) == 2
+            assert 0.7 <= time.monotonic() - started < 10
+            assert (out.columns, list(out.rows())) == (["table_name"], [["held"], [LEDGER_TABLE]])
     finally:
         assert holder.wait(timeout=10) == 0
 
 
 def test_read_query_gives_up_in_time_naming_the_writer(db_path):
-    import io
-
+    from iris_pipeline.query_output import ResultSpill
     from iris_pipeline.warehouse.duckdb_read import read_query
 
     holder = start_holder(db_path, "stdin")
     try:
         started = time.monotonic()
-        with pytest.raises(WarehouseError, match=rf"\(PID {holder.pid}\) for more than 1s"):
-            read_query(db_path, "SELECT 1", io.StringIO(), timeout_s=1)
+        with pytest.raises(WarehouseError, match=rf"\(PID {holder.pid}\) for more than 1s"), ResultSpill() as out:
+            read_query(db_path, "SELECT 1", out, timeout_s=1)
         assert 1 <= time.monotonic() - started < 5
     finally:
         holder.stdin.write("\n")

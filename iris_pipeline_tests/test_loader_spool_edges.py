@@ -96,11 +96,14 @@ def test_ingest_of_a_dataset_outside_the_spool_touches_nothing_there(spool, tmp_
     assert (spool.incoming / ".." / ".." / "x").resolve() == outside.resolve()
     spool.write_incoming("FREQ", NAME, body(freq_records(8)))
 
-    assert cli.main(["ingest", "--dataset", "../../x", "--dataset", "FREQ"]) == 1
+    assert cli.main(["ingest", "--dataset", "../../x", "--dataset", "FREQ"]) == 2  # refused as a whole
 
     assert os.listdir(outside) == ["victim.json"]
-    assert "../../x" in capsys.readouterr().out
-    assert spool.pending("FREQ") == []  # the valid dataset still loaded
+    assert "unknown dataset code '../../x'" in capsys.readouterr().err
+    assert [f.name for f in spool.pending("FREQ")] == [NAME]  # nothing was loaded
+
+    assert cli.main(["ingest", "--dataset", "FREQ"]) == 0
+    assert spool.pending("FREQ") == []
 
 
 LOAD_SCRIPT = """

@@ -178,3 +178,63 @@ def test_the_daemon_evaluates_the_sensor_after_the_clock_steps_back():
     assert not is_under_min_interval(state, as_the_daemon_sees_it)
     with_a_minimum = types.SimpleNamespace(min_interval_seconds=TICK_S)  # what it had before
     assert is_under_min_interval(state, with_a_minimum)
+
+
+# --- the health sensor: every check each minute, no run, a verdict recorded when it changes -----------
+
+def _health_tick(defs, instance):
+    """One tick as the sensor daemon runs it: evaluate, then store the events it returned."""
+    result = defs.resolve_sensor_def("iris_health_sensor").evaluate_tick(dg.build_sensor_context(instance=instance))
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.asset_events}
+
+
+def test_health_sensor_records_only_changed_verdicts_and_starts_no_run(pipeline_env, spool):
+    import time
+
+    from iris_pipeline.registry import load_registry
+
+    defs = _defs()
+    sensor = defs.resolve_sensor_def("iris_health_sensor")
+    assert sensor.minimum_interval_seconds <= 60 and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        first = _health_tick(defs, instance)
+        assert len(first) == 2 * len(load_registry()) + 3  # every table's two checks, unregistered, feed's two
+        assert first[("bmrs_freq_iris", "freshness")].severity == dg.AssetCheckSeverity.WARN  # never loaded
+        assert _health_tick(defs, instance) == {}  # nothing changed: nothing recorded
+
+        spool.write_incoming("FREQ", "old.json", body(freq_records()))
+        old = time.time() - 360  # waiting 6 minutes: more than the 5-minute limit
+        os.utime(spool.incoming / "FREQ" / "old.json", (old, old))
+        stale = _health_tick(defs, instance)
+        assert set(stale) == {("bmrs_freq_iris", "freshness")}
+        freq = stale[("bmrs_freq_iris", "freshness")]
+        assert not freq.passed and freq.severity == dg.AssetCheckSeverity.ERROR and "waiting" in freq.description
+        latest = instance.get_latest_asset_check_evaluation_record(freq.asset_check_key)
+        assert latest.evaluation.severity == dg.AssetCheckSeverity.ERROR and not latest.evaluation.passed
+        assert _health_tick(defs, instance) == {}
+        assert instance.get_run_records() == []  # all of it without a single run
+
+
+def test_health_sensor_follows_what_an_ingest_run_recorded():
+    """The latest evaluation may come from an ingest run: the sensor compares with the instance, not
+    with its own memory, and restates an unchanged verdict once it is an hour old."""
+    from iris_pipeline.defs.health_job import RESTATE_AFTER_S, changed_evaluations
+
+    key = dg.AssetKey("bmrs_freq_iris")
+    failing = dg.AssetCheckEvaluation(asset_key=key, check_name="freshness", passed=False,
+                                      severity=dg.AssetCheckSeverity.ERROR)
+    passing = dg.AssetCheckEvaluation(asset_key=key, check_name="freshness", passed=True,
+                                      severity=dg.AssetCheckSeverity.ERROR)
+
+    class Record:  # the two fields of an AssetCheckExecutionRecord the sensor reads
+        def __init__(self, evaluation, create_timestamp):
+            self.evaluation, self.create_timestamp = evaluation, create_timestamp
+
+    now = 1_000_000.0
+    assert changed_evaluations([failing], {}, now) == [failing]
+    assert changed_evaluations([failing], {failing.asset_check_key: Record(failing, now - 60)}, now) == []
+    assert changed_evaluations([failing], {failing.asset_check_key: Record(passing, now - 5)}, now) == [failing]
+    old = {failing.asset_check_key: Record(failing, now - RESTATE_AFTER_S - 1)}
+    assert changed_evaluations([failing], old, now) == [failing]

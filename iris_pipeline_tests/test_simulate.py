@@ -555,8 +555,8 @@ def test_cli_rejects_nonsense_with_one_line_and_exit_code_2(tmp_path, capsys, ar
     with pytest.raises(SystemExit) as exited:
         cli.main(["simulate", *args, "--spool-dir", str(tmp_path / "spool")])
     assert exited.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and f"argument {option}" in errors[0] and args[1] in errors[0]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and f"argument {option}" in lines[0] and args[1] in lines[0]
     assert not (tmp_path / "spool").exists()
 
 

@@ -5,11 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-export IRIS_SPOOL_DIR="${IRIS_SPOOL_DIR:-data/spool}"
-export IRIS_DUCKDB_PATH="${IRIS_DUCKDB_PATH:-data/warehouse.duckdb}"
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/data/dagster_home}"
+root="$PWD"
+# Absolute paths: `dagster dev` below runs from $DAGSTER_HOME, and the simulator or client from here.
+IRIS_SPOOL_DIR="$(realpath -m "${IRIS_SPOOL_DIR:-data/spool}")"
+IRIS_DUCKDB_PATH="$(realpath -m "${IRIS_DUCKDB_PATH:-data/warehouse.duckdb}")"
+DAGSTER_HOME="$(realpath -m "${DAGSTER_HOME:-data/dagster_home}")"
+export IRIS_SPOOL_DIR IRIS_DUCKDB_PATH DAGSTER_HOME
 mkdir -p "$DAGSTER_HOME" "$IRIS_SPOOL_DIR"
-cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# The instance reads $DAGSTER_HOME/dagster.yaml: a link to the project's (it used to be a copy), so
+# the project's file is the one in use, and an edit to it applies at the next start.
+ln -sfn "$root/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT INT TERM
 
@@ -44,4 +49,7 @@ else
 fi
 pids+=($!)
 
-dagster dev -w workspace.yaml -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+# From $DAGSTER_HOME: `dagster dev` warns that a dagster.yaml in its working directory is not used
+# unless that directory is DAGSTER_HOME, and here it is.
+cd "$DAGSTER_HOME"
+dagster dev -w "$root/workspace.yaml" -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"

@@ -3,7 +3,7 @@
 They are declared on the loader's multi-asset and evaluated in the same step, after loading: a
 separate check step would be skipped whenever a selected dataset had nothing to load. They read the
 spool and the ingest status file (`freshness_status`), never the warehouse, so the minute-by-minute
-`iris_health` job neither waits for nor blocks a running ingest.
+health sensor (and the `iris_health` job) neither waits for nor blocks a running ingest.
 """
 
 import datetime as dt

@@ -9,11 +9,12 @@ from typing import Iterator
 import dagster as dg
 
 from iris_pipeline.defs.client import IRIS_FEED_KEY as FEED_KEY
-from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
+from iris_pipeline.defs.checks import REGISTERED, evaluate_table_checks, table_check_specs
 from iris_pipeline.defs.resources import WAREHOUSE_POOL
 from iris_pipeline.freshness_status import IngestStatus, read_status, refresh_status
 from iris_pipeline.health import DEFAULT_MAX_LAG_S
 from iris_pipeline.chunk import DEFAULT_MAX_MESSAGE_BYTES
+from iris_pipeline.codec import META_COLUMNS
 from iris_pipeline.loader import DatasetReport, LoadReport, load_spool
 from iris_pipeline.registry import Dataset, Registry, load_registry
 from iris_pipeline.spool import Spool
@@ -41,6 +42,18 @@ def describe(dataset: Dataset) -> str:
 
 
 OWNERS = ["team:iris-pipeline"]
+META_DESCRIPTIONS = {
+    "_source_file": "Name of the spool file (IRIS message) the row came from; with `_record_index`, unique per row.",
+    "_record_index": "Position of the record in its message, from 0.",
+    "_ingested_at": "When the row was loaded into the warehouse (UTC).",
+}
+
+
+def column_schema(dataset: Dataset) -> dg.TableSchema:
+    """The table's columns as loaded: the record fields, then the three the loader adds."""
+    columns = [dg.TableColumn(c.name, c.type, description=c.description or None) for c in dataset.columns]
+    columns += [dg.TableColumn(name, kind, description=META_DESCRIPTIONS[name]) for name, kind in META_COLUMNS.items()]
+    return dg.TableSchema(columns=columns)
 
 
 def _spec(dataset: Dataset, storage_kind: str) -> dg.AssetSpec:
@@ -57,9 +70,7 @@ def _spec(dataset: Dataset, storage_kind: str) -> dg.AssetSpec:
             "natural_key": list(dataset.natural_key),
             "reference_time_field": dataset.reference_time_field,
             "cadence_seconds": dataset.expected_cadence_seconds,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(c.name, c.type) for c in dataset.columns]
-            ),
+            "dagster/column_schema": column_schema(dataset),
         },
     )
 
@@ -70,7 +81,7 @@ def _unregistered_spec(storage_kind: str) -> dg.AssetSpec:
         description=(
             "Records of IRIS dataset codes the registry does not know yet. Each such code still lands in its"
             " own `bmrs_<code>_iris` table (columns inferred from JSON value kinds) so nothing is skipped; the"
-            " `registered` check on this asset fails until the registry is regenerated to include them."
+            f" `{REGISTERED}` check on this asset warns until the registry is regenerated to include them."
         ),
         group_name=GROUP,
         skippable=True,
@@ -111,8 +122,8 @@ def build_iris_tables(
     )
     def iris_spool_loader(context: dg.AssetExecutionContext):
         """Drain the selected datasets' pending spool files into their tables exactly once, then
-        evaluate the selected checks. With only checks selected (job `iris_health`) it reads the spool
-        and the ingest status file and touches nothing else."""
+        evaluate the selected checks. With only checks selected (launched on their own from the UI)
+        it reads the spool and the ingest status file and touches nothing else."""
         spool_dir: Spool = context.resources.spool.get()
         if not context.selected_asset_keys:
             status = read_status(spool_dir.root) or IngestStatus()

@@ -7,14 +7,14 @@ import argparse
 import contextlib
 import datetime as dt
 import logging
-import math
 import os
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
+from iris_pipeline.arg_types import non_negative_number, positive_int, positive_number
 from iris_pipeline.simulate.settlement_time import MINUTE, UTC, floor_time
 from iris_pipeline.simulate.simulator import Simulator
 from iris_pipeline.spool import Spool
@@ -86,36 +86,14 @@ def run(
 
 # --- command line --------------------------------------------------------------------------------
 
-def _number(kind: Callable[[str], float], text: str, *, minimum: float, inclusive: bool, what: str) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _number(int, text, minimum=0, inclusive=False, what="a positive whole number")
-
-
-def _positive_seconds(text: str) -> float:
-    return _number(float, text, minimum=0, inclusive=False, what="a positive number")
-
-
-def _non_negative_minutes(text: str) -> float:
-    return _number(float, text, minimum=0, inclusive=True, what="zero or a positive number")
-
-
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--count", type=_positive_int, metavar="N",
+    parser.add_argument("--count", type=positive_int, metavar="N",
                         help="write N new messages as fast as possible (simulated time, no sleeping), then exit")
-    parser.add_argument("--duration", type=_positive_seconds, metavar="S", help="stop after S seconds")
-    parser.add_argument("--backfill-minutes", type=_non_negative_minutes, default=15, metavar="M",
+    parser.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds")
+    parser.add_argument("--backfill-minutes", type=non_negative_number, default=15, metavar="M",
                         help="first write the messages of the last M minutes (default 15); messages already "
                              "in the spool are not written again, so a restart resumes the feed")
-    parser.add_argument("--speed", type=_positive_seconds, default=1.0, metavar="X",
+    parser.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                         help="simulated seconds per real second (default 1)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the same seed gives the same messages, names and bytes (default 0)")

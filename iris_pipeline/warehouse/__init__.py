@@ -1,7 +1,5 @@
 """One warehouse interface, two backends (DuckDB embedded, BigQuery production)."""
 
-from typing import TextIO
-
 from iris_pipeline.warehouse.base import LEDGER_TABLE, QueryRefused, Warehouse, WarehouseError
 
 __all__ = ["LEDGER_TABLE", "QueryRefused", "Warehouse", "WarehouseError", "open_warehouse", "read_query"]
@@ -25,9 +23,9 @@ def open_warehouse(settings) -> Warehouse:
     raise WarehouseError(f"warehouse backend {settings.warehouse!r} is not available (expected 'duckdb' or 'bigquery')")
 
 
-def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:
-    """Run one read-only statement of a user's and write its rows, tab-separated, to `out`; the
-    warehouse is released when this returns. Returns the number of rows."""
+def read_query(settings, sql: str, out, *, timeout_s: float) -> int:
+    """Run one read-only statement of a user's and spill its columns and rows to `out` (a
+    query_output.ResultSpill); the warehouse is released when this returns. Returns the number of rows."""
     if settings.warehouse == "duckdb":
         from iris_pipeline.warehouse.duckdb_read import read_query as duckdb_read_query
 

@@ -6,12 +6,11 @@ pages through large results (and uses the Storage Read API where it is enabled) 
 
 from __future__ import annotations
 
-from typing import TextIO
-
 import pandas_gbq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
+from iris_pipeline.query_output import ResultSpill
 from iris_pipeline.warehouse.base import QueryRefused, WarehouseError
 from iris_pipeline.warehouse.bigquery_client import make_client
 
@@ -28,7 +27,7 @@ def read_statement_type(client: bigquery.Client, sql: str) -> str:
     return statement
 
 
-def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:
+def read_query(settings, sql: str, out: ResultSpill, *, timeout_s: float) -> int:
     client = make_client(settings.bq_project, settings.bq_location, settings.bigquery_emulator_host)
     try:
         read_statement_type(client, sql)
@@ -40,5 +39,16 @@ def read_query(settings, sql: str, out: TextIO, *, timeout_s: float) -> int:
         raise WarehouseError(str(exc).strip().splitlines()[0][:300]) from None
     finally:
         client.close()
-    frame.to_csv(out, sep="\t", header=False, index=False, na_rep="")
+    out.set_columns(list(frame.columns))
+    # NaN, NaT and pd.NA are how a DataFrame holds NULL
+    out.add_rows([None if _is_missing(v) else v for v in row] for row in frame.itertuples(index=False, name=None))
     return len(frame)
+
+
+def _is_missing(value) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays (REPEATED columns) are never missing as a whole
+        return False

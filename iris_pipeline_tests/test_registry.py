@@ -362,3 +362,14 @@ def test_stream_inherits_the_non_stream_limit_and_required_single_enum_is_filled
 def test_parse_max_window(text, seconds):
     parsed = registry_api.parse_max_window(text)
     assert (parsed[0] if parsed else None) == seconds
+
+
+def test_quantities_carry_their_units(registry):
+    """The spec describes no row property; units come from the column's name and the endpoint's own words."""
+    unit = lambda code, col: registry[code].column(col).description.split(":")[0]  # noqa: E731
+    assert unit("FUELINST", "generation") == "MW" and "average MW values" in registry["FUELINST"].column("generation").description
+    assert unit("MID", "price") == unit("DISEBSP", "systemSellPrice") == unit("BOD", "offer") == "£/MWh"
+    assert unit("MID", "volume") == unit("DISBSAD", "volume") == unit("INDOD", "demand") == "MWh"
+    assert unit("FREQ", "frequency") == "Hz" and unit("TEMP", "temperature") == "°C"
+    assert unit("DISBSAD", "cost") == "£" and unit("RURE", "rate1") == "MW/min"
+    assert registry["BOD"].column("pairId").description == ""  # no rule, no guess

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from registry_api import KNOWN_LIMITS, UNDOCUMENTED_WINDOWS, UNSERVED, UnclassifiableEndpoint, classify_api
 from registry_keys import EVENT_DRIVEN, EXTRA_COLUMNS, KEY_ASSUMPTIONS, KEYS
+from registry_units import column_description, endpoint_unit
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -92,6 +93,9 @@ class Spec:
             name = node["$ref"].removeprefix(SCHEMA_PREFIX)
             return name, self.schemas[name]
         return None, node
+
+    def description_of(self, endpoint: str) -> str:
+        return self.paths.get(endpoint, {}).get("get", {}).get("description") or ""
 
     def row_schema_of(self, endpoint: str) -> str | None:
         """The row schema named by an endpoint's 200 response (unwrapping arrays and `data`)."""
@@ -205,6 +209,9 @@ def build(csv_path: Path, openapi_path: Path, verbose: bool = False) -> dict:
             print(f"warning: {code}: {schema_notes[-1]}", file=sys.stderr)
         columns = spec.columns(row_schema)
         columns += [c for c in EXTRA_COLUMNS.get(code, ()) if c["name"] not in {c["name"] for c in columns}]
+        stated = endpoint_unit(next(filter(None, (spec.description_of(e) for e in (endpoint, stream) if e)), ""))
+        columns = [c if c["description"] else {**c, "description": column_description(code, c["name"], c["type"], stated)}
+                   for c in columns]
         names = {c["name"] for c in columns}
         if not columns:
             problems.append(f"{code}: row schema {row_schema} has no properties")

@@ -3,16 +3,13 @@
 import dagster as dg
 
 from iris_pipeline.config import Settings
-from iris_pipeline.defs.archive import build_archive_retention
-from iris_pipeline.defs.client import build_client_health_check, iris_feed
-from iris_pipeline.defs.iris_tables import build_iris_tables
-from iris_pipeline.defs.health_job import build_health_job, build_health_sensor
 from iris_pipeline.defs.historic import build_historic_assets, build_historic_schedules
-from iris_pipeline.defs.jobs import iris_ingest
-from iris_pipeline.defs.quarantine import spool_quarantine_check
+from iris_pipeline.defs.realtime import (
+    build_archive_retention, build_client_health_check, build_health_job, build_health_sensor, build_iris_tables,
+    build_spool_sensor, iris_feed, iris_ingest, spool_quarantine_check,
+)
 from iris_pipeline.defs.resources import resources_from_env
 from iris_pipeline.defs.run_retention import build_run_retention
-from iris_pipeline.defs.sensors import build_spool_sensor
 from iris_pipeline.defs.unified import build_dedup_assets, build_dedup_schedules, build_unified_views, build_views_automation
 from iris_pipeline.registry import load_registry
 

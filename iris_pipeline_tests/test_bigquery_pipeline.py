@@ -246,7 +246,7 @@ def test_ledger_partition_of_a_file_comes_from_its_name(name, day):
 
 
 def test_dagster_materializes_into_bigquery_with_load_jobs_in_the_metadata(bigquery_emulator, bq_dataset, spool, tmp_path):
-    from iris_pipeline.defs.iris_tables import build_iris_tables
+    from iris_pipeline.defs.realtime.tables import build_iris_tables
     from iris_pipeline.defs.resources import BigQueryWarehouseResource, SpoolResource
 
     for i in range(3):

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from iris_pipeline.defs.iris_tables import UNREGISTERED_KEY
+from iris_pipeline.defs.realtime.tables import UNREGISTERED_KEY
 from iris_pipeline.registry import load_registry
 from iris_pipeline_tests.dagster_process import REPO
 
@@ -54,7 +54,7 @@ def test_column_schema_lists_every_loaded_column_with_descriptions(pipeline_env)
 def test_column_descriptions_come_from_the_registry():
     import dataclasses
 
-    from iris_pipeline.defs.iris_tables import column_schema
+    from iris_pipeline.defs.realtime.tables import column_schema
     from iris_pipeline.registry import Column
 
     freq = dataclasses.replace(load_registry()["FREQ"], columns=(Column("frequency", "FLOAT64", "System frequency (Hz)"),))
@@ -65,7 +65,7 @@ def test_column_descriptions_come_from_the_registry():
 
 def test_the_unregistered_asset_names_its_check(pipeline_env):
     from iris_pipeline.definitions import build_definitions
-    from iris_pipeline.defs.checks import REGISTERED
+    from iris_pipeline.defs.realtime.checks import REGISTERED
 
     graph = build_definitions().resolve_asset_graph()
     description = graph.get(UNREGISTERED_KEY).description

@@ -95,9 +95,9 @@ with DuckDBWarehouse(sys.argv[1]) as wh, Spool(sys.argv[2]).exclusive("ingest.lo
 
 def _small_defs():
     """The real step and jobs over two datasets instead of 87, which keeps a run to a second or two."""
-    from iris_pipeline.defs.iris_tables import build_iris_tables
-    from iris_pipeline.defs.health_job import build_health_job
-    from iris_pipeline.defs.jobs import iris_ingest
+    from iris_pipeline.defs.realtime.health import build_health_job
+    from iris_pipeline.defs.realtime.jobs import iris_ingest
+    from iris_pipeline.defs.realtime.tables import build_iris_tables
     from iris_pipeline.defs.resources import resources_from_env
     from iris_pipeline.registry import Registry, load_registry
 

@@ -4,8 +4,8 @@ import os
 
 import dagster as dg
 
-from iris_pipeline.defs.iris_tables import UNREGISTERED_KEY
-from iris_pipeline.defs.sensors import TICK_S, backoff_ticks
+from iris_pipeline.defs.realtime.sensors import TICK_S, backoff_ticks
+from iris_pipeline.defs.realtime.tables import UNREGISTERED_KEY
 from iris_pipeline_tests.conftest import body, freq_records
 
 
@@ -220,7 +220,7 @@ def test_health_sensor_records_only_changed_verdicts_and_starts_no_run(pipeline_
 def test_health_sensor_follows_what_an_ingest_run_recorded():
     """The latest evaluation may come from an ingest run: the sensor compares with the instance, not
     with its own memory, and restates an unchanged verdict once it is an hour old."""
-    from iris_pipeline.defs.health_job import RESTATE_AFTER_S, changed_evaluations
+    from iris_pipeline.defs.realtime.health import RESTATE_AFTER_S, changed_evaluations
 
     key = dg.AssetKey("bmrs_freq_iris")
     failing = dg.AssetCheckEvaluation(asset_key=key, check_name="freshness", passed=False,

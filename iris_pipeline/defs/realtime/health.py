@@ -20,10 +20,10 @@ from typing import Mapping
 
 import dagster as dg
 
-from iris_pipeline.defs.checks import evaluate_table_checks, table_check_specs
-from iris_pipeline.defs.client import client_health_result
-from iris_pipeline.defs.iris_tables import UNREGISTERED_KEY
-from iris_pipeline.defs.quarantine import spool_quarantine_result
+from iris_pipeline.defs.realtime.checks import evaluate_table_checks, table_check_specs
+from iris_pipeline.defs.realtime.client import client_health_result
+from iris_pipeline.defs.realtime.quarantine import spool_quarantine_result
+from iris_pipeline.defs.realtime.tables import UNREGISTERED_KEY
 from iris_pipeline.freshness_status import IngestStatus, read_status
 from iris_pipeline.registry import Registry
 from iris_pipeline.spool import Spool

@@ -8,8 +8,8 @@ from typing import Iterator
 
 import dagster as dg
 
-from iris_pipeline.defs.client import IRIS_FEED_KEY as FEED_KEY
-from iris_pipeline.defs.checks import REGISTERED, evaluate_table_checks, table_check_specs
+from iris_pipeline.defs.realtime.checks import REGISTERED, evaluate_table_checks, table_check_specs
+from iris_pipeline.defs.realtime.client import IRIS_FEED_KEY as FEED_KEY
 from iris_pipeline.defs.resources import WAREHOUSE_POOL
 from iris_pipeline.freshness_status import IngestStatus, read_status, refresh_status
 from iris_pipeline.health import DEFAULT_MAX_LAG_S

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from iris_pipeline import health
-from iris_pipeline.defs.client import IRIS_FEED_KEY
+from iris_pipeline.defs.realtime.client import IRIS_FEED_KEY
 from iris_pipeline.defs.resources import SpoolResource
 from iris_pipeline.spool import Spool
 

@@ -1,10 +1,10 @@
-"""The job that loads the IRIS tables (the health job is in health_job.py)."""
+"""The job that loads the IRIS tables (the health job is in health.py)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from iris_pipeline.defs.iris_tables import GROUP
+from iris_pipeline.defs.realtime.tables import GROUP
 
 # Nothing waits forever: run monitoring fails a run that outlives this (it would hold the warehouse).
 # A 3-day IRIS backlog (~860,000 files) drains in a few minutes.

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import dagster as dg
 
-from iris_pipeline.defs.iris_tables import key_for_code
+from iris_pipeline.defs.realtime.tables import key_for_code
 from iris_pipeline.registry import Registry, load_registry
 from iris_pipeline.spool import Spool
 

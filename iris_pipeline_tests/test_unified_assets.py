@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from iris_pipeline.defs.resources import WAREHOUSE_POOL, DuckDBWarehouseResource
+from iris_pipeline.defs.resources import DERIVED_POOL, WAREHOUSE_POOL, DuckDBWarehouseResource
 from iris_pipeline.defs.unified import build_dedup_assets, build_dedup_schedules, build_unified_views, build_views_automation
 from iris_pipeline.defs.unified.checks import KEY_ASSUMPTION_HOLDS, NO_DUPLICATE_KEYS, SETTLEMENT_DAYS_COMPLETE
 from iris_pipeline.registry import Registry, load_registry
@@ -47,7 +47,10 @@ def test_views_are_created_by_one_subsettable_step_with_their_checks(registry, p
     keys = {k.path[-1] for k in views.keys}
     assert keys == {"bmrs_mid_unified", "bmrs_disebsp_unified", "bmrs_boav_unified", "bmrs_fuelinst_unified",
                     "bmrs_mels_unified", "bmrs_disebsp_latest", "bmrs_boav_latest", "bmrs_mels_resolved"}
-    assert views.op.pool == WAREHOUSE_POOL
+    assert views.op.pool == WAREHOUSE_POOL  # DuckDB: one writer process, so they queue with the loads
+    # BigQuery: they never hold up the real-time ingest, and queue only among themselves
+    assert build_unified_views(registry, "bigquery").op.pool == DERIVED_POOL
+    assert {a.op.pool for a in build_dedup_assets(registry, START, "bigquery")} == {DERIVED_POOL}
     specs = {(c.asset_key.path[-1], c.name): c for c in views.check_specs}
     assert specs[("bmrs_disebsp_latest", NO_DUPLICATE_KEYS)].blocking
     assert specs[("bmrs_mels_resolved", NO_DUPLICATE_KEYS)].blocking

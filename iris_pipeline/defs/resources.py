@@ -19,6 +19,14 @@ from iris_pipeline.spool import Spool
 from iris_pipeline.warehouse import Warehouse
 
 WAREHOUSE_POOL = "iris_warehouse"  # the Dagster concurrency pool every warehouse writer takes a slot of
+DERIVED_POOL = "iris_derived"  # BigQuery: the views and dedup tables, one writer at a time among themselves
+
+
+def derived_pool(storage_kind: str) -> str:
+    """The pool of the steps that build views and dedup tables from the loaded tables. DuckDB admits one
+    writer process, so they queue with the loads; BigQuery does not, and there they must not hold up
+    the real-time ingest (creating every view is minutes of DDL jobs on a first start)."""
+    return WAREHOUSE_POOL if storage_kind == "duckdb" else DERIVED_POOL
 
 
 class SpoolResource(dg.ConfigurableResource):

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from iris_pipeline import unified
-from iris_pipeline.defs.resources import WAREHOUSE_POOL
+from iris_pipeline.defs.resources import derived_pool
 from iris_pipeline.defs.unified.checks import NO_DUPLICATE_KEYS, SETTLEMENT_DAYS_COMPLETE, CheckTarget, check_result, check_spec
 from iris_pipeline.defs.unified.views import GROUP, OWNERS, unified_key
 from iris_pipeline.historic import day_range
@@ -47,7 +47,7 @@ def _build(dataset: Dataset, daily: dg.DailyPartitionsDefinition, storage_kind: 
         deps=[unified_key(dataset)],
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-        pool=WAREHOUSE_POOL,
+        pool=derived_pool(storage_kind),
         group_name=GROUP,
         kinds={"sql", storage_kind},
         owners=OWNERS,

@@ -16,7 +16,7 @@ from importlib import resources
 import dagster as dg
 
 from iris_pipeline import resolved, unified
-from iris_pipeline.defs.resources import WAREHOUSE_POOL
+from iris_pipeline.defs.resources import derived_pool
 from iris_pipeline.defs.unified.checks import (
     KEY_ASSUMPTION_HOLDS, NO_DUPLICATE_KEYS, SETTLEMENT_DAYS_COMPLETE, CheckTarget, check_result, check_spec,
 )
@@ -121,7 +121,7 @@ def build_unified_views(registry: Registry, storage_kind: str = "duckdb") -> dg.
         specs=specs,
         check_specs=[check_spec(name, key.asset_key) for key, (name, _) in checks.items()],
         can_subset=True,
-        pool=WAREHOUSE_POOL,
+        pool=derived_pool(storage_kind),
         required_resource_keys={"warehouse"},
     )
     def unified_views(context: dg.AssetExecutionContext):

@@ -127,3 +127,18 @@ def test_today_is_refreshed_every_five_minutes_and_yesterday_after_the_history_f
         (request,) = by_name["dedup_yesterday"].evaluate_tick(context).run_requests
         assert request.partition_key == "2025-06-01"
     assert "2025-06-02" in job.partitions_def.get_partition_keys(current_time=at)  # today's partition exists
+
+
+def test_a_view_is_asked_for_again_only_when_its_sql_may_have_changed(registry):
+    """The code version follows the columns, keys, templates and rendering code, not the descriptions."""
+    import dataclasses
+
+    from iris_pipeline.defs.unified.views import _code_version
+
+    mid = registry["MID"]
+    version = _code_version(mid, "unified_view.sql")
+    described = dataclasses.replace(mid, columns=tuple(dataclasses.replace(c, description="new words") for c in mid.columns))
+    assert _code_version(described, "unified_view.sql") == version
+    rekeyed = dataclasses.replace(mid, natural_key=mid.natural_key[:2])
+    assert _code_version(rekeyed, "unified_view.sql") != version
+    assert _code_version(mid, "latest_view.sql") != version

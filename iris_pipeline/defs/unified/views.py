@@ -10,7 +10,6 @@ checks read the data behind the views, and run on their own every hour.
 
 import hashlib
 import json
-from dataclasses import asdict
 from importlib import resources
 
 import dagster as dg
@@ -25,16 +24,29 @@ from iris_pipeline.registry import Dataset, Registry
 GROUP = "unified"
 OWNERS = ["team:iris-pipeline"]
 # Once when missing, again when the SQL changes; never while a run is creating them.
+# Requested while missing, or after its SQL changed until it is created again; a run that failed (a
+# restart killed it) is asked for again at the next evaluation, never while one is in flight.
 VIEW_CONDITION = (
-    (dg.AutomationCondition.missing().newly_true() | dg.AutomationCondition.code_version_changed())
+    (dg.AutomationCondition.missing()
+     | dg.AutomationCondition.code_version_changed().since(dg.AutomationCondition.newly_updated()))
     & ~dg.AutomationCondition.in_progress()
-).with_label("missing or its SQL changed")
+).with_label("missing, or its SQL changed since it was created")
+# The code that turns the registry into a view's SQL: a change to it is a change of the SQL.
+RENDERERS = ("unified.py", "resolved.py", "sql_templates.py")
 
 
 def _code_version(dataset: Dataset, *templates: str) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(dataset), sort_keys=True, default=str).encode())
-    for name in templates:
-        digest.update(resources.files("iris_pipeline").joinpath("sql", name).read_bytes())
+    """A hash of what a view's SQL depends on: the dataset's columns and keys (not its descriptions),
+    whether it has history, the templates, and the code rendering them."""
+    shape = {
+        "code": dataset.code, "columns": [(c.name, c.type, c.iris_only) for c in dataset.columns],
+        "key_kind": dataset.key_kind, "natural_key": dataset.natural_key,
+        "version_order": [(t.column, t.ranks) for t in dataset.version_order], "history": dataset.api is not None,
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
+    package = resources.files("iris_pipeline")
+    for path in [package.joinpath("sql", name) for name in templates] + [package.joinpath(n) for n in RENDERERS]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

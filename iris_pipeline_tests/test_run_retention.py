@@ -30,8 +30,8 @@ def instance(tmp_path):
         yield instance
 
 
-def _run(instance, job, status, days_ago):
-    run = dg.DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=status)
+def _run(instance, job, status, days_ago, tags=None):
+    run = dg.DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=status, tags=tags or {})
     instance.run_storage.add_historical_run(run, NOW - dt.timedelta(days=days_ago))
     return run.run_id
 
@@ -77,6 +77,24 @@ def test_a_run_holding_an_assets_latest_materialization_stays(instance):
     assert (report.deleted, report.kept_latest) == (1, 2)
     assert _remaining(instance) == {rare, newer}
     assert instance.get_latest_materialization_event(dg.AssetKey("bmrs_rare_iris")).run_id == rare
+
+
+def test_a_dedup_day_keeps_its_latest_successful_refresh(instance, monkeypatch):
+    """288 refreshes a day of today's dedup partition: old ones go, but each day's last one stays."""
+    monkeypatch.setattr("iris_pipeline.defs.run_retention.PAGE", 2)  # paged through too
+
+    def refresh(day, status, days_ago):
+        return _run(instance, "unified_dedup", status, days_ago, {"dagster/partition": day})
+
+    superseded = {refresh("2025-06-01", S.SUCCESS, 30.2), refresh("2025-06-01", S.SUCCESS, 30.1),
+                  refresh("2025-06-01", S.FAILURE, 29.9), refresh("2025-06-02", S.SUCCESS, 29.5)}
+    last_of_day = {refresh("2025-06-01", S.SUCCESS, 30.0), refresh("2025-06-02", S.SUCCESS, 2)}
+    backfill = _run(instance, "unified_dedup", S.SUCCESS, 40, {"dagster/asset_partition_range_start": "2025-05-01",
+                                                              "dagster/asset_partition_range_end": "2025-05-31"})
+    checks = _run(instance, "unified_view_checks", S.SUCCESS, 9)
+    report = purge_runs(instance, keep_days=7, now=NOW)
+    assert report.deleted == len(superseded) + 1  # and the old checks run
+    assert _remaining(instance) == last_of_day | {backfill} and checks not in _remaining(instance)
 
 
 def test_many_runs_are_paged_through(instance, monkeypatch):

@@ -5,7 +5,9 @@ IRIS_RUN_RETENTION_DAYS are deleted with their event logs.
 Only the jobs in PURGED_JOBS: a historic backfill's runs hold the materialisations that say which
 settlement days are loaded, and deleting them would show those days as missing. A run still in flight
 is never deleted, nor one holding an asset's latest materialisation (a dataset that arrives rarely
-keeps its "last materialised" in the UI).
+keeps its "last materialised" in the UI), nor, for the partitioned jobs in PARTITIONED_JOBS (the dedup
+refresh, 288 runs a day), the latest successful run of each settlement day: a day refreshed for the
+last time a year ago still shows as materialised.
 """
 
 import datetime as dt
@@ -14,7 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
-PURGED_JOBS = ("iris_ingest", "iris_health", "iris_archive_prune", "iris_run_purge")
+PARTITIONED_JOBS = ("unified_dedup",)
+PURGED_JOBS = ("iris_ingest", "iris_health", "iris_archive_prune", "iris_run_purge", "unified_view_checks",
+               *PARTITIONED_JOBS)
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 PAGE = 1000
 
@@ -36,6 +40,7 @@ def purge_runs(
     cutoff = now - dt.timedelta(days=keep_days)
     latest = instance.get_latest_materialization_events(instance.get_asset_keys())
     protected = {entry.run_id for entry in latest.values() if entry is not None}
+    protected |= {run_id for job in jobs if job in PARTITIONED_JOBS for run_id in _latest_per_partition(instance, job)}
     old: list[str] = []
     for job in jobs:  # listed first, then deleted: a cursor must not point at a deleted run
         cursor = None
@@ -54,6 +59,26 @@ def purge_runs(
             for suffix in ("", "-wal", "-shm"):
                 Path(shard_path(run_id) + suffix).unlink(missing_ok=True)
     return PurgeReport(len(doomed), len(old) - len(doomed), cutoff)
+
+
+def _latest_per_partition(instance: dg.DagsterInstance, job: str) -> set[str]:
+    """The latest successful run of each partition `job` ran for, and every run of a partition range
+    (a backfill: its days are not read here, so it is kept)."""
+    latest: dict[str, str] = {}
+    ranged: set[str] = set()
+    cursor = None
+    # newest first: the first run seen for a partition is its latest
+    while records := instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=PAGE, cursor=cursor
+    ):
+        for record in records:
+            tags = record.dagster_run.tags
+            if "dagster/partition" in tags:
+                latest.setdefault(tags["dagster/partition"], record.dagster_run.run_id)
+            elif "dagster/asset_partition_range_start" in tags:
+                ranged.add(record.dagster_run.run_id)
+        cursor = records[-1].dagster_run.run_id
+    return set(latest.values()) | ranged
 
 
 class RunRetention(dg.Config):

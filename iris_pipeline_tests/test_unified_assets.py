@@ -142,3 +142,28 @@ def test_a_view_is_asked_for_again_only_when_its_sql_may_have_changed(registry):
     rekeyed = dataclasses.replace(mid, natural_key=mid.natural_key[:2])
     assert _code_version(rekeyed, "unified_view.sql") != version
     assert _code_version(mid, "latest_view.sql") != version
+
+
+def test_the_unified_layer_materialises_on_bigquery(registry, bigquery_emulator, bq_dataset):
+    """The same assets against the BigQuery emulator: views, a dedup partition and their checks."""
+    from iris_pipeline.defs.resources import BigQueryWarehouseResource
+
+    resource = BigQueryWarehouseResource(project=bigquery_emulator.project, dataset=bq_dataset,
+                                         emulator_host=bigquery_emulator.host, min_flush_seconds=0)
+    with resource.open() as wh:
+        load_history(wh, FULL["MID"], DAY, DAY, [mid(DAY, p, prov, 50.0, 10.0) for p in range(1, 49)
+                                                 for prov in ("APXMIDP", "N2EXMIDP")],
+                     fetched_at=dt.datetime(2025, 6, 2, 6, 0, tzinfo=UTC))
+    views = build_unified_views(registry, "bigquery")
+    mid_dedup = build_dedup_assets(registry, START, "bigquery")[1]
+    for assets, partition in (([views], None), ([mid_dedup], DAY.isoformat())):
+        result = dg.materialize(assets, partition_key=partition, instance=dg.DagsterInstance.ephemeral(),
+                                resources={"warehouse": resource}, raise_on_error=False)
+        assert result.success
+        assert all(e.passed for e in result.get_asset_check_evaluations()
+                   if e.check_name != KEY_ASSUMPTION_HOLDS), checks_of(result)
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 96
+    assert event.materialization.metadata["dagster/table_name"].value.endswith(f"{bq_dataset}.bmrs_mid_dedup")
+    with resource.open() as wh:
+        assert {"bmrs_mels_resolved", "bmrs_disebsp_latest", "bmrs_mid_unified"} <= wh.tables()

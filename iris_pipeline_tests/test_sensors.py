@@ -159,25 +159,32 @@ def test_a_failed_runs_datasets_wait_but_the_others_go_at_once(pipeline_env, spo
     assert [r.asset_selection for r in result.run_requests] == [[FUELINST]]
 
 
-def test_the_daemon_evaluates_the_sensor_after_the_clock_steps_back():
-    """Dagster's sensor daemon skips a sensor while now - last tick < its minimum interval; after the
-    clock steps back an hour that holds for the whole hour. The spool sensor has no minimum interval,
-    so the daemon's own decision (its real function and tick data; the two objects it reads one
-    attribute of are stood in for, since real ones need a running code server) never skips it."""
+def test_the_daemon_evaluates_the_sensor_on_every_pass_of_its_loop():
+    """What the daemon reads is the sensor as its code server serialises it (a RemoteSensor built from
+    the sensor's snapshot), which turns a minimum interval of 0 into Dagster's 30 s default: the spool
+    sensor must give the loop's 5 s itself. (Before, it gave 0, and ticked every 30 s: p95 latency 31 s.)"""
     import time
     import types
 
+    from dagster._core.remote_representation.external import RemoteSensor
+    from dagster._core.remote_representation.external_data import SensorSnap
     from dagster._core.scheduler.instigation import SensorInstigatorData
-    from dagster._daemon.sensor import is_under_min_interval
+    from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME, is_under_min_interval
 
-    sensor = _sensor(_defs())
-    an_hour_ahead = time.time() + 3600  # the last tick, as stored before the clock stepped back
+    defs = _defs()
+    snap = SensorSnap.from_def(_sensor(defs), defs.get_repository_def())
+    # RemoteSensor's own property, on a stand-in holding the real snapshot (a real one needs a code server)
+    remote = types.SimpleNamespace(_sensor_snap=snap)
+    remote.min_interval_seconds = RemoteSensor.min_interval_seconds.fget(remote)
+    assert remote.min_interval_seconds == TICK_S == MIN_INTERVAL_LOOP_TIME
+    one_loop_ago = time.time() - MIN_INTERVAL_LOOP_TIME
     state = types.SimpleNamespace(instigator_data=SensorInstigatorData(
-        last_tick_timestamp=an_hour_ahead, last_tick_start_timestamp=an_hour_ahead))
-    as_the_daemon_sees_it = types.SimpleNamespace(min_interval_seconds=sensor.minimum_interval_seconds)
-    assert not is_under_min_interval(state, as_the_daemon_sees_it)
-    with_a_minimum = types.SimpleNamespace(min_interval_seconds=TICK_S)  # what it had before
-    assert is_under_min_interval(state, with_a_minimum)
+        last_tick_timestamp=one_loop_ago, last_tick_start_timestamp=one_loop_ago))
+    assert not is_under_min_interval(state, remote)
+    from dagster._record import copy
+
+    unset = types.SimpleNamespace(_sensor_snap=copy(snap, min_interval=0))
+    assert RemoteSensor.min_interval_seconds.fget(unset) == 30  # 0 is "not set" to Dagster: its default
 
 
 # --- the health sensor: every check each minute, no run, a verdict recorded when it changes -----------

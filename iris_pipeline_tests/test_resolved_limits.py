@@ -20,7 +20,12 @@ from iris_pipeline.registry import load_registry
 from iris_pipeline.resolved import HORIZON_DAYS, RESOLVED_COLUMNS, create_resolved_view, resolved_name
 from iris_pipeline.unified import create_unified_view
 from iris_pipeline.warehouse.base import LoadedFile
-from iris_pipeline_tests.test_warehouse_contract import open_wh, wh  # noqa: F401 - both backends
+
+
+@pytest.fixture
+def wh(any_warehouse):
+    """Each backend in turn: a DuckDB file, and a dataset on the BigQuery emulator."""
+    return any_warehouse
 
 UTC = dt.timezone.utc
 LONDON = ZoneInfo("Europe/London")

@@ -121,12 +121,13 @@ def _sources(warehouse: Warehouse, dataset: Dataset) -> list[tuple[str, str, dic
     return [(label, table, native) for label, table in tables if (native := warehouse.native_columns(table))]
 
 
-def view_types(warehouse: Warehouse, dataset: Dataset) -> dict[str, str]:
+def view_types(warehouse: Warehouse, dataset: Dataset, sources=None) -> dict[str, str]:
     """The unified view's columns and types: the registry's, widened where a source table widened a
-    column (a fraction in an INT64 field makes it FLOAT64; the view must not round it back)."""
+    column (a fraction in an INT64 field makes it FLOAT64; the view must not round it back).
+    `sources`: `_sources(...)` when the caller read them already (on BigQuery each is an API call)."""
     sql = dialect(warehouse.dialect)
     types = unified_columns(dataset)
-    for _, _, native in _sources(warehouse, dataset):
+    for _, _, native in sources if sources is not None else _sources(warehouse, dataset):
         folded = {name.lower(): kind for name, kind in native.items()}
         for name, wanted in types.items():
             have = sql.registry_type(folded.get(name.lower(), ""))
@@ -170,9 +171,10 @@ def _meta_fallback(sql: Dialect, name: str, label: str, table: str) -> str:
 def unified_view_sql(warehouse: Warehouse, dataset: Dataset) -> str:
     """The view's SELECT over the sources that exist (`ensure_sources` makes sure both do)."""
     sql = dialect(warehouse.dialect)
-    types = view_types(warehouse, dataset)
+    found = _sources(warehouse, dataset)  # read once: the types and the selects both need them
+    types = view_types(warehouse, dataset, found)
     sources = [_source_select(sql, warehouse.table_ref(table), table, label, native, types)
-               for label, table, native in _sources(warehouse, dataset)]
+               for label, table, native in found]
     if not sources:
         raise ValueError(f"{dataset.code}: neither {dataset.table_name} nor {dataset.historic_table_name} exists")
     return render(

@@ -43,9 +43,9 @@ def test_sigkill_at_random_points_then_rerun_is_exactly_once(spool, pipeline_env
     total = 3 * FILES_PER_DATASET
     rng = random.Random(20261128)
     killed_mid_way = 0
-    for round_ in range(6):
+    for round_ in range(8):
         # Kill once a random share of what is left has been archived: mid-drain however fast the machine.
-        target = _moved_out(spool) + int(rng.uniform(0.02, 0.5) * (total - _moved_out(spool)))
+        target = _moved_out(spool) + int(rng.uniform(0.02, 0.25) * (total - _moved_out(spool)))
         proc = _ingest(pipeline_env, workers=round_ % 2 * 2)  # in-process and with worker processes
         while proc.poll() is None and _moved_out(spool) < target:
             time.sleep(0.001)
